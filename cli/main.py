@@ -12,8 +12,11 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+import grpc
+
 from sentinel import __version__
 from sentinel.errors import SentinelError
+from sentinel.rpc_errors import describe
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -39,6 +42,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except SentinelError as exc:
         print(f"sentinel: error: {exc}", file=sys.stderr)
+        return 1
+    except grpc.RpcError as exc:
+        print(f"sentinel: error: {describe(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from sentinel.errors import InvalidNodeId, PermissionDenied
+from sentinel.errors import InvalidArgument, InvalidNodeId, PermissionDenied
 
 DEFAULT_TRUST_DOMAIN = "sentinel.local"
 
@@ -37,11 +39,14 @@ class Role(enum.IntEnum):
     NODE = 100  # not part of the user ladder: a node may only call AgentService
 
 
-USER_ROLES = {"viewer": Role.VIEWER, "operator": Role.OPERATOR, "admin": Role.ADMIN,
-              "system": Role.SYSTEM}
+USER_ROLES: Mapping[str, Role] = MappingProxyType(
+    {"viewer": Role.VIEWER, "operator": Role.OPERATOR, "admin": Role.ADMIN, "system": Role.SYSTEM}
+)
 
 
 class Kind(enum.StrEnum):
+    """What a SPIFFE path names: an edge node or a human (or hub-internal) user."""
+
     NODE = "node"
     USER = "user"
 
@@ -60,7 +65,7 @@ def validate_node_id(node_id: str) -> str:
 
 def validate_user_name(name: str) -> str:
     if not _USER_NAME.fullmatch(name):
-        raise InvalidNodeId(
+        raise InvalidArgument(
             f"invalid user name {name!r}: use lower-case letters, digits, '-', '.' or '_', "
             "1-63 characters, starting and ending with a letter or digit",
             reason="INVALID_USER_NAME",
@@ -70,7 +75,7 @@ def validate_user_name(name: str) -> str:
 
 def validate_trust_domain(domain: str) -> str:
     if not _TRUST_DOMAIN.fullmatch(domain):
-        raise InvalidNodeId(f"invalid trust domain {domain!r}", reason="INVALID_TRUST_DOMAIN")
+        raise InvalidArgument(f"invalid trust domain {domain!r}", reason="INVALID_TRUST_DOMAIN")
     return domain
 
 
@@ -103,11 +108,13 @@ def parse_spiffe_id(uri: str) -> tuple[str, Kind, str]:
     if match is None:
         raise PermissionDenied(f"not a Sentinel identity: {uri!r}", reason="BAD_IDENTITY")
     domain, kind, name = match.groups()
-    if kind == Kind.NODE:
-        try:
+    try:
+        if kind == Kind.NODE:
             validate_node_id(name)
-        except InvalidNodeId as exc:
-            raise PermissionDenied(str(exc), reason="BAD_IDENTITY") from exc
+        else:
+            validate_user_name(name)
+    except InvalidArgument as exc:
+        raise PermissionDenied(str(exc), reason="BAD_IDENTITY") from exc
     return domain, Kind(kind), name
 
 

@@ -1,0 +1,72 @@
+"""Ed25519 keys that sign envelopes: `root` (signs policy and key rotations) and `command`.
+
+Invariants: private keys are PKCS#8 PEM, unencrypted, mode 0600, in a 0700
+directory, and are never overwritten (a new key is a rotation, not a re-init);
+public keys are SubjectPublicKeyInfo PEM. A key id names the purpose and the
+key: `<purpose>-<first 16 hex digits of sha256(raw 32-byte public key)>`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+
+from certs.layout import CertLayout
+from certs.writer import ensure_directory, write_public, write_secret
+from sentinel.errors import ConfigError, InvalidArgument
+
+SIGNING_DIR_MODE = 0o700
+
+
+def key_id(public_key: Ed25519PublicKey, purpose: str) -> str:
+    """`<purpose>-<hex16>`, stable for a given public key."""
+    if not purpose:
+        raise InvalidArgument("a key id needs a purpose", reason="INVALID_KEY_PURPOSE")
+    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return f"{purpose}-{hashlib.sha256(raw).hexdigest()[:16]}"
+
+
+def load_signing_key(path: Path) -> Ed25519PrivateKey:
+    """Read an Ed25519 private key written by `write_signing_keys`."""
+    try:
+        pem = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise ConfigError(
+            f"signing key {path} does not exist", reason="SIGNING_KEY_MISSING", path=path
+        ) from exc
+    try:
+        key = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(
+            f"{path} is not a PEM private key", reason="INVALID_SIGNING_KEY", path=path
+        ) from exc
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ConfigError(f"{path} is not an Ed25519 key", reason="INVALID_SIGNING_KEY", path=path)
+    return key
+
+
+def write_signing_keys(layout: CertLayout) -> None:
+    """Create the root and command key pairs; refuse if either private key exists."""
+    ensure_directory(layout.signing_dir, SIGNING_DIR_MODE)
+    _write_pair(layout.root_key, layout.root_pub)
+    _write_pair(layout.command_key, layout.command_pub)
+
+
+def _write_pair(key_path: Path, pub_path: Path) -> None:
+    key = Ed25519PrivateKey.generate()
+    private_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    public_pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    write_secret(key_path, private_pem, overwrite=False)
+    write_public(pub_path, public_pem)

@@ -1,0 +1,104 @@
+"""`sentinel agent run`: run an edge agent."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cli.runtime import run
+from sentinel.durations import parse_duration
+from sentinel.errors import InvalidArgument
+from sentinel.logs import configure_logging
+from sentinel.selectors import parse_label_assignment
+
+if TYPE_CHECKING:
+    from edge_agent.settings import SamplingSettings
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("agent", help="edge agent commands")
+    agent_commands = parser.add_subparsers(dest="agent_command", required=True, metavar="CMD")
+    run_parser = agent_commands.add_parser("run", help="run the agent on this node")
+    add_agent_arguments(run_parser, hub_required=True)
+    run_parser.add_argument("--log-level", default="info")
+    run_parser.set_defaults(func=_run)
+
+
+def add_agent_arguments(parser: argparse.ArgumentParser, *, hub_required: bool) -> None:
+    if hub_required:
+        parser.add_argument("--hub", required=True, metavar="HOST:PORT")
+        parser.add_argument("--certs", required=True, type=Path, metavar="DIR")
+        parser.add_argument("--data-dir", required=True, type=Path, metavar="DIR")
+    parser.add_argument(
+        "--node-id",
+        metavar="ID",
+        help="must match the node certificate; default: the one certificate",
+    )
+    parser.add_argument(
+        "--label",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="a label this node reports about itself (repeatable)",
+    )
+    parser.add_argument(
+        "--interval",
+        default="5s",
+        metavar="DURATION",
+        help="one telemetry batch per interval (default 5s)",
+    )
+    parser.add_argument(
+        "--sample-interval",
+        default="1s",
+        metavar="DURATION",
+        help="time between samples within a batch (default 1s)",
+    )
+    parser.add_argument(
+        "--nvml-replay",
+        metavar="builtin:h200|FILE",
+        help="replay a recorded NVML capture instead of the real GPU",
+    )
+    parser.add_argument(
+        "--replay-gpus", type=int, default=1, metavar="N", help="clone the replayed GPU N times"
+    )
+
+
+def sampling_settings(args: argparse.Namespace) -> SamplingSettings:
+    from edge_agent.settings import SamplingSettings
+
+    batch = parse_duration(args.interval)
+    sample = parse_duration(args.sample_interval)
+    if batch.total_seconds() <= 0 or sample.total_seconds() <= 0:
+        raise InvalidArgument(
+            "--interval and --sample-interval must be positive", reason="INVALID_DURATION"
+        )
+    if args.replay_gpus < 1:
+        raise InvalidArgument("--replay-gpus must be at least 1", reason="INVALID_ARGUMENT")
+    return SamplingSettings(
+        batch_interval=batch,
+        sample_interval=min(sample, batch),
+        nvml_replay=args.nvml_replay,
+        replay_gpus=args.replay_gpus,
+    )
+
+
+def labels(args: argparse.Namespace) -> dict[str, str]:
+    return dict(parse_label_assignment(item) for item in args.label)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from edge_agent.app import run_agent
+    from edge_agent.settings import AgentSettings, LinkSettings
+
+    configure_logging(args.log_level)
+    settings = AgentSettings(
+        certs_dir=args.certs,
+        data_dir=args.data_dir,
+        node_id=args.node_id,
+        labels=labels(args),
+        link=LinkSettings(hub_address=args.hub),
+        sampling=sampling_settings(args),
+    )
+    run(run_agent(settings))
+    return 0

@@ -1,0 +1,97 @@
+"""`sentinel certs`: create a trust domain's CA, then issue node and user certificates.
+
+Each handler prints one line per file written (its path) and nothing else, so a
+script can capture them. Expected errors are raised as `SentinelError` for
+`cli.main` to print as one line; nothing is written when a name is invalid.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterable
+from datetime import timedelta
+from pathlib import Path
+
+from certs import CertLayout, init_ca, issue_node_certificate, issue_user_certificate
+from sentinel.errors import InvalidArgument
+from sentinel.identity import DEFAULT_TRUST_DOMAIN
+
+HUMAN_ROLES = ("viewer", "operator", "admin")
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "certs",
+        help="create the CA and issue certificates",
+        description="Create a trust domain's CA and issue node and user certificates.",
+    )
+    commands = parser.add_subparsers(dest="certs_command", required=True, metavar="SUBCOMMAND")
+    _register_init(commands)
+    _register_issue(commands)
+
+
+def _register_init(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "init",
+        help="create the CA, hub and admin certificates and the signing keys",
+        description="Create a new CA in DIR; refuses if DIR already holds one.",
+    )
+    parser.add_argument("--dir", type=Path, required=True, help="certificate directory")
+    parser.add_argument(
+        "--trust-domain",
+        default=DEFAULT_TRUST_DOMAIN,
+        help=f"SPIFFE trust domain (default: {DEFAULT_TRUST_DOMAIN})",
+    )
+    parser.set_defaults(func=_init)
+
+
+def _register_issue(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "issue",
+        help="issue (or renew) a node or user certificate",
+        description="Issue a certificate signed by the CA in DIR; an existing one is replaced.",
+    )
+    parser.add_argument("--dir", type=Path, required=True, help="certificate directory")
+    subject = parser.add_mutually_exclusive_group(required=True)
+    subject.add_argument("--node", metavar="ID", help="node id (a DNS label)")
+    subject.add_argument("--user", metavar="NAME", help="user name")
+    parser.add_argument("--role", choices=HUMAN_ROLES, help="the user's role (with --user)")
+    parser.add_argument(
+        "--days", type=_positive_int, default=365, help="validity in days (default: 365)"
+    )
+    parser.set_defaults(func=_issue)
+
+
+def _init(args: argparse.Namespace) -> int:
+    init_ca(args.dir, args.trust_domain)
+    _print_paths(CertLayout(args.dir).init_files)
+    return 0
+
+
+def _issue(args: argparse.Namespace) -> int:
+    validity = timedelta(days=args.days)
+    if args.node is not None:
+        if args.role is not None:
+            raise InvalidArgument("--role applies to --user only", reason="ROLE_NOT_ALLOWED")
+        paths = issue_node_certificate(args.dir, args.node, validity=validity)
+    else:
+        if args.role is None:
+            raise InvalidArgument("--role is required with --user", reason="ROLE_REQUIRED")
+        paths = issue_user_certificate(args.dir, args.user, args.role, validity=validity)
+    _print_paths(paths)
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _print_paths(paths: Iterable[Path]) -> None:
+    for path in paths:
+        print(path)
+
+
+__all__ = ["register"]

@@ -1,0 +1,65 @@
+"""`sentinel hub`: run the hub."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from cli.runtime import run
+from sentinel.durations import parse_duration
+from sentinel.logs import configure_logging
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("hub", help="run the hub")
+    parser.add_argument(
+        "--certs",
+        required=True,
+        type=Path,
+        metavar="DIR",
+        help="certificate directory (from `sentinel certs init`)",
+    )
+    parser.add_argument(
+        "--listen",
+        required=True,
+        metavar="HOST:PORT",
+        help="gRPC listen address, e.g. 0.0.0.0:7443",
+    )
+    parser.add_argument(
+        "--enroll-listen",
+        metavar="HOST:PORT",
+        help="enrollment listener (reserved; not served yet)",
+    )
+    parser.add_argument(
+        "--nats", metavar="URL", help="external NATS URL; default: start an embedded nats-server"
+    )
+    parser.add_argument("--data-dir", required=True, type=Path, metavar="DIR")
+    parser.add_argument(
+        "--offline-after",
+        default="15s",
+        metavar="DURATION",
+        help="mark a node offline after this long without a message",
+    )
+    parser.add_argument("--telemetry-retention", default="24h", metavar="DURATION")
+    parser.add_argument("--log-level", default="info")
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from hub.app import run_hub
+    from hub.settings import FleetSettings, HubSettings
+
+    configure_logging(args.log_level)
+    settings = HubSettings(
+        certs_dir=args.certs,
+        listen=args.listen,
+        data_dir=args.data_dir,
+        nats_url=args.nats,
+        enroll_listen=args.enroll_listen,
+        fleet=FleetSettings(
+            offline_after=parse_duration(args.offline_after),
+            telemetry_retention=parse_duration(args.telemetry_retention),
+        ),
+    )
+    run(run_hub(settings))
+    return 0

@@ -1,0 +1,1 @@
+"""Sentinel edge agent: collectors, telemetry stream, command verification and execution."""

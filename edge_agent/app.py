@@ -1,0 +1,210 @@
+"""Runs an edge agent: collectors, batching, and the hub link.
+
+Sampling runs on absolute deadlines (no drift). Every blocking collector call (NVML
+burns CPU while it waits; psutil reads /proc) runs on one dedicated worker thread,
+never on the event loop. The first batch is sealed after the first sample, so a new
+node shows up with data at once; after that, one batch per batch interval.
+Stopping seals the partial batch, gives the link a short window to deliver what is
+pending, then cancels the owned tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from edge_agent.collectors.gpu import GpuCollector
+from edge_agent.collectors.host import HostCollector
+from edge_agent.identity import NodeCredentials, load_node_credentials
+from edge_agent.link import HubLink
+from edge_agent.nvml.loader import open_gpu_backend
+from edge_agent.outbox import Outbox
+from edge_agent.settings import AgentSettings
+from edge_agent.state import SequenceState
+from sentinel import __version__
+from sentinel.durations import timestamp_now, to_proto_duration
+from sentinel.v1 import agent_pb2, telemetry_pb2
+
+log = logging.getLogger(__name__)
+
+DRAIN_TIMEOUT_S = 5.0
+
+
+class Agent:
+    """A started agent. Create with `await Agent.start(settings)`; stop with `await stop()`."""
+
+    def __init__(
+        self,
+        settings: AgentSettings,
+        credentials: NodeCredentials,
+        *,
+        sequence: SequenceState,
+        host: HostCollector,
+        gpu: GpuCollector | None,
+        executor: ThreadPoolExecutor,
+    ) -> None:
+        self.settings = settings
+        self.node_id = credentials.node_id
+        self.sequence = sequence
+        self._host = host
+        self._gpu = gpu
+        self._executor = executor
+        self.outbox = Outbox(settings.max_pending_batches)
+        self.host_inventory = telemetry_pb2.HostInventory()
+        self.gpu_inventory: list[telemetry_pb2.GpuInventory] = []
+        self.started_at = timestamp_now()
+        self.link = HubLink(settings.link, credentials.tls, self.outbox, self._hello)
+        self.samples_taken = 0
+        self.sample_cpu_s = 0.0
+        self._pending_samples: list[telemetry_pb2.Sample] = []
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @classmethod
+    async def start(cls, settings: AgentSettings) -> Agent:
+        credentials = load_node_credentials(settings.certs_dir, settings.node_id)
+        sequence = SequenceState.open(settings.data_dir)
+        sampling = settings.sampling
+        nvml, backend = open_gpu_backend(sampling.nvml_replay, sampling.replay_gpus)
+        gpu = (
+            None
+            if nvml is None
+            else GpuCollector(nvml, slow_interval_s=sampling.slow_counter_interval.total_seconds())
+        )
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sentinel-collect")
+        agent = cls(
+            settings,
+            credentials,
+            sequence=sequence,
+            host=HostCollector(),
+            gpu=gpu,
+            executor=executor,
+        )
+        await agent._read_inventory(backend)
+        agent._tasks = [
+            asyncio.create_task(agent._sample_forever(), name="agent-sampler"),
+            asyncio.create_task(agent.link.run(), name="agent-hub-link"),
+        ]
+        log.info(
+            "agent %s started (boot %s, GPU backend %s)", agent.node_id, sequence.boot_id, backend
+        )
+        return agent
+
+    async def _read_inventory(self, backend: str) -> None:
+        loop = asyncio.get_running_loop()
+        self.host_inventory = await loop.run_in_executor(self._executor, self._host.inventory)
+        self.host_inventory.gpu_backend = backend
+        if self._gpu is not None:
+            self.gpu_inventory = await loop.run_in_executor(self._executor, self._gpu.start)
+            info = self._gpu.system_info()
+            self.host_inventory.gpu_driver_version = info.driver_version
+            self.host_inventory.nvml_version = info.nvml_version
+            self.host_inventory.cuda_driver_version = info.cuda_driver_version
+
+    def _hello(self) -> agent_pb2.AgentHello:
+        return agent_pb2.AgentHello(
+            node_id=self.node_id,
+            boot_id=self.sequence.boot_id,
+            agent_version=__version__,
+            labels=self.settings.labels,
+            host=self.host_inventory,
+            gpus=self.gpu_inventory,
+            heartbeat_interval=to_proto_duration(self.settings.link.heartbeat_interval),
+            started_at=self.started_at,
+        )
+
+    async def _sample_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        sample_s = self.settings.sampling.sample_interval.total_seconds()
+        batch_s = self.settings.sampling.batch_interval.total_seconds()
+        next_sample = loop.time()
+        next_seal = loop.time()  # the first sample is sealed at once
+        while True:
+            self._pending_samples.append(
+                await loop.run_in_executor(self._executor, self._take_sample)
+            )
+            if loop.time() >= next_seal:
+                self.seal()
+                next_seal += batch_s * max(1, int((loop.time() - next_seal) // batch_s) + 1)
+            next_sample += sample_s
+            await asyncio.sleep(max(0.0, next_sample - loop.time()))
+
+    def _take_sample(self) -> telemetry_pb2.Sample:
+        """Runs on the collector thread."""
+        started = time.thread_time()
+        sample = telemetry_pb2.Sample(time=timestamp_now(), host=self._host.sample())
+        if self._gpu is not None:
+            sample.gpus.extend(self._gpu.sample())
+        self.sample_cpu_s += time.thread_time() - started
+        self.samples_taken += 1
+        return sample
+
+    def seal(self) -> None:
+        """Turn the samples gathered so far into one batch in the outbox."""
+        if not self._pending_samples:
+            return
+        batch = telemetry_pb2.TelemetryBatch(
+            node_id=self.node_id,
+            boot_id=self.sequence.boot_id,
+            seq=self.sequence.allocate(),
+            samples=self._pending_samples,
+            sealed_at=timestamp_now(),
+        )
+        self._pending_samples = []
+        self.outbox.add(batch)
+
+    async def stop(self) -> None:
+        """Idempotent: seal, drain briefly, then cancel the owned tasks."""
+        if not self._tasks:
+            return
+        sampler, link = self._tasks
+        self._tasks = []
+        sampler.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sampler
+        self.seal()
+        if self.link.connected.is_set():
+            await self._drain(DRAIN_TIMEOUT_S)
+        link.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await link
+        if self._gpu is not None:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._gpu.close)
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        log.info("agent %s stopped (%d batches unacknowledged)", self.node_id, len(self.outbox))
+
+    async def _drain(self, timeout_s: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while len(self.outbox) and loop.time() < deadline:
+            self.outbox.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.outbox.changed.wait(), deadline - loop.time())
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "samples": self.samples_taken,
+            "pending": len(self.outbox),
+            "acks": self.link.acks_received,
+            "sessions": self.link.sessions,
+        }
+
+
+async def run_agent(settings: AgentSettings) -> None:
+    """Run until SIGTERM or SIGINT, then stop gracefully."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    agent = await Agent.start(settings)
+    print(
+        f"sentinel agent {agent.node_id} on {socket.gethostname()} -> {settings.link.hub_address}",
+        flush=True,
+    )
+    await stop.wait()
+    await agent.stop()

@@ -1,0 +1,153 @@
+"""The agent's Connect stream to the hub, kept up for the agent's whole life.
+
+Per session: hello, then two owned tasks — a sender (announced gaps, then pending
+batches oldest first with at most `max_in_flight` unacknowledged, a paced re-send of
+the backlog after a reconnect, heartbeats when idle) and a receiver (acknowledgements
+remove batches from the outbox). Any failure ends the session; the next one starts
+after an exponential, jittered backoff. Unacknowledged batches stay in the outbox and
+are sent again, so none is lost; the hub drops the copies it already holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable
+
+import grpc
+
+from edge_agent.backoff import Backoff
+from edge_agent.outbox import Outbox
+from edge_agent.settings import LinkSettings
+from sentinel.durations import timestamp_now
+from sentinel.rpc_errors import describe
+from sentinel.tls import TlsFiles, secure_aio_channel
+from sentinel.v1 import agent_pb2, agent_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+
+class SessionEnded(Exception):
+    """The hub closed the stream or answered something unusable."""
+
+
+class HubLink:
+    def __init__(
+        self,
+        settings: LinkSettings,
+        tls: TlsFiles,
+        outbox: Outbox,
+        hello: Callable[[], agent_pb2.AgentHello],
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self._settings = settings
+        self._tls = tls
+        self._outbox = outbox
+        self._hello = hello
+        self._backoff = Backoff(settings.backoff_initial_s, settings.backoff_max_s, rand)
+        self.connected = asyncio.Event()
+        self.sessions = 0
+        self.acks_received = 0
+        self.nats_url = ""
+        self.last_error = ""
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self._session()
+            except (grpc.aio.AioRpcError, SessionEnded, TimeoutError, OSError) as exc:
+                text = describe(exc) if isinstance(exc, grpc.RpcError) else str(exc)
+                if text != self.last_error:
+                    log.warning("hub link down: %s", text)
+                self.last_error = text
+            self.connected.clear()
+            await asyncio.sleep(self._backoff.next_delay_s())
+
+    async def _session(self) -> None:
+        async with secure_aio_channel(self._settings.hub_address, self._tls) as channel:
+            call = agent_pb2_grpc.AgentServiceStub(channel).Connect()
+            try:
+                hello = self._hello()
+                await call.write(agent_pb2.ConnectRequest(hello=hello))
+                first = await asyncio.wait_for(call.read(), self._settings.hello_timeout_s)
+                if first is grpc.aio.EOF or first.WhichOneof("message") != "hello_reply":
+                    raise SessionEnded("hub did not answer the hello")
+                reply = first.hello_reply
+                self._outbox.acknowledge_through(reply.acked_seq)
+                self.nats_url = reply.nats_url
+                self._backoff.reset()
+                self.sessions += 1
+                self.last_error = ""
+                self.connected.set()
+                log.info("connected to hub %s (%s)", reply.hub_id, self._settings.hub_address)
+                await self._exchange(call, hello.boot_id)
+            finally:
+                call.cancel()
+
+    async def _exchange(self, call: grpc.aio.StreamStreamCall, boot_id: str) -> None:
+        in_flight: set[int] = set()
+        sender = asyncio.create_task(self._send(call, in_flight), name="agent-link-sender")
+        receiver = asyncio.create_task(
+            self._receive(call, boot_id, in_flight), name="agent-link-receiver"
+        )
+        try:
+            done, _ = await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # re-raise what ended the session
+            raise SessionEnded("hub link tasks ended")
+        finally:
+            for task in (sender, receiver):
+                task.cancel()
+            for task in (sender, receiver):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    async def _send(self, call: grpc.aio.StreamStreamCall, in_flight: set[int]) -> None:
+        loop = asyncio.get_running_loop()
+        heartbeat_s = self._settings.heartbeat_interval.total_seconds()
+        backlog_end = self._outbox.newest_seq() or 0
+        gaps_sent: set[tuple[int, int]] = set()
+        last_sent = 0
+        last_write = loop.time()
+        while True:
+            self._outbox.changed.clear()
+            for gap in self._outbox.gaps():
+                if (gap.from_seq, gap.to_seq) not in gaps_sent:
+                    await call.write(agent_pb2.ConnectRequest(gap=gap))
+                    gaps_sent.add((gap.from_seq, gap.to_seq))
+            batch = self._outbox.next_after(last_sent)
+            if batch is not None and len(in_flight) < self._settings.max_in_flight:
+                await call.write(agent_pb2.ConnectRequest(batch=batch))
+                in_flight.add(batch.seq)
+                last_sent, last_write = batch.seq, loop.time()
+                if batch.seq <= backlog_end:  # re-sending what piled up while away
+                    await asyncio.sleep(1.0 / self._settings.resend_batches_per_s)
+                continue
+            idle_left = heartbeat_s - (loop.time() - last_write)
+            if idle_left <= 0:
+                await call.write(
+                    agent_pb2.ConnectRequest(heartbeat=agent_pb2.Heartbeat(sent_at=timestamp_now()))
+                )
+                last_write = loop.time()
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._outbox.changed.wait(), idle_left)
+
+    async def _receive(
+        self, call: grpc.aio.StreamStreamCall, boot_id: str, in_flight: set[int]
+    ) -> None:
+        while True:
+            response = await call.read()
+            if response is grpc.aio.EOF:
+                raise SessionEnded("hub closed the stream")
+            kind = response.WhichOneof("message")
+            if kind == "ack" and response.ack.boot_id == boot_id:
+                in_flight.discard(response.ack.seq)
+                self._outbox.acknowledge(response.ack.seq)
+                self.acks_received += 1
+            elif kind == "gap_ack":
+                self._outbox.gap_acknowledged(response.gap_ack.from_seq, response.gap_ack.to_seq)
+            else:
+                log.debug("ignoring %s from hub (not handled by this agent version)", kind)

@@ -1,0 +1,42 @@
+"""Agent settings, grouped by concern. Frozen: a running agent never changes them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class LinkSettings:
+    """How the agent talks to the hub."""
+
+    hub_address: str
+    heartbeat_interval: timedelta = timedelta(seconds=5)
+    hello_timeout_s: float = 10.0
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 30.0
+    # Re-sending a backlog after a reconnect is paced so a returning fleet cannot flood the hub.
+    resend_batches_per_s: float = 50.0
+    max_in_flight: int = 64
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingSettings:
+    batch_interval: timedelta = timedelta(seconds=5)
+    sample_interval: timedelta = timedelta(seconds=1)
+    slow_counter_interval: timedelta = timedelta(seconds=30)
+    nvml_replay: str | None = None
+    replay_gpus: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSettings:
+    certs_dir: Path
+    data_dir: Path
+    link: LinkSettings
+    sampling: SamplingSettings = field(default_factory=SamplingSettings)
+    node_id: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    # Unacknowledged batches kept in memory; beyond it the oldest are dropped and announced.
+    max_pending_batches: int = 17_280

@@ -1,0 +1,1 @@
+"""The Sentinel hub: mTLS gRPC server, fleet view, JetStream-backed state and events."""

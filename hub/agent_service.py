@@ -1,0 +1,150 @@
+"""AgentService: the agent's Connect stream.
+
+Invariants: the first message is a hello whose node_id equals the certificate's
+(else PERMISSION_DENIED, nothing recorded); every batch on the stream belongs to
+that node; a batch is acknowledged only after it is durable (see hub.ingest).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
+
+import grpc
+
+from hub.auth import current_identity
+from hub.errors import abort
+from hub.ingest import TelemetryIngest, validate_batch
+from hub.registry import Registry
+from hub.settings import FleetSettings
+from sentinel.durations import to_proto_duration, to_timestamp
+from sentinel.errors import InvalidArgument, PermissionDenied
+from sentinel.v1 import agent_pb2, agent_pb2_grpc, telemetry_pb2
+
+log = logging.getLogger(__name__)
+
+
+class AgentService(agent_pb2_grpc.AgentServiceServicer):
+    def __init__(
+        self,
+        registry: Registry,
+        ingest: TelemetryIngest,
+        fleet: FleetSettings,
+        *,
+        hub_id: str,
+        nats_url: str,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._registry = registry
+        self._ingest = ingest
+        self._fleet = fleet
+        self._hub_id = hub_id
+        self._nats_url = nats_url
+        self._now = clock
+
+    async def Connect(
+        self, requests: AsyncIterator[agent_pb2.ConnectRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[agent_pb2.ConnectResponse]:
+        node_id = current_identity().name
+        incoming = aiter(requests)
+        hello = await self._read_hello(incoming, node_id, context)
+        token = await self._registry.connected(hello, self._now())
+        reason = "stream_closed"
+        try:
+            yield agent_pb2.ConnectResponse(
+                hello_reply=agent_pb2.HelloReply(
+                    hub_id=self._hub_id,
+                    nats_url=self._nats_url,
+                    acked_seq=await self._ingest.high_water_mark(node_id, hello.boot_id),
+                    heartbeat_interval=to_proto_duration(self._fleet.heartbeat_interval),
+                    hub_time=to_timestamp(self._now()),
+                )
+            )
+            async for message in incoming:
+                self._registry.touch(node_id, self._now())
+                response = await self._handle(node_id, message)
+                if response is not None:
+                    yield response
+        except asyncio.CancelledError:
+            reason = "stream_cancelled"
+            raise
+        finally:
+            await self._registry.disconnected(node_id, token, reason)
+
+    async def _read_hello(
+        self,
+        incoming: AsyncIterator[agent_pb2.ConnectRequest],
+        node_id: str,
+        context: grpc.aio.ServicerContext,
+    ) -> agent_pb2.AgentHello:
+        try:
+            first = await asyncio.wait_for(anext(incoming), self._fleet.hello_timeout_s)
+        except TimeoutError:
+            await abort(
+                context,
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                "no hello within the hello timeout",
+                "HELLO_TIMEOUT",
+            )
+        except StopAsyncIteration:
+            await abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "stream closed before hello",
+                "HELLO_MISSING",
+            )
+        if first.WhichOneof("message") != "hello":
+            raise InvalidArgument(
+                "the first message on Connect must be a hello", reason="HELLO_MISSING"
+            )
+        hello = first.hello
+        if hello.node_id != node_id:
+            raise PermissionDenied(
+                f"hello claims node {hello.node_id!r} but the certificate is node {node_id!r}",
+                reason="NODE_ID_MISMATCH",
+                node_id=node_id,
+            )
+        validate_batch(telemetry_pb2.TelemetryBatch(boot_id=hello.boot_id, seq=1))
+        return hello
+
+    async def _handle(
+        self, node_id: str, message: agent_pb2.ConnectRequest
+    ) -> agent_pb2.ConnectResponse | None:
+        kind = message.WhichOneof("message")
+        if kind == "batch":
+            batch = message.batch
+            if batch.node_id and batch.node_id != node_id:
+                raise PermissionDenied(
+                    f"batch claims node {batch.node_id!r} on node {node_id!r}'s stream",
+                    reason="NODE_ID_MISMATCH",
+                    node_id=node_id,
+                )
+            batch.node_id = node_id
+            result = await self._ingest.accept(batch)
+            await self._registry.batch_received(
+                batch, duplicate=result.duplicate, acked_seq=result.acked_seq
+            )
+            return agent_pb2.ConnectResponse(
+                ack=agent_pb2.TelemetryAck(
+                    boot_id=batch.boot_id, seq=batch.seq, duplicate=result.duplicate
+                )
+            )
+        if kind == "gap":
+            gap = message.gap
+            if gap.from_seq < 1 or gap.to_seq < gap.from_seq:
+                raise InvalidArgument(
+                    "gap range must satisfy 1 <= from_seq <= to_seq", reason="BAD_GAP"
+                )
+            await self._registry.gap_announced(node_id, gap)
+            return agent_pb2.ConnectResponse(
+                gap_ack=agent_pb2.GapAck(
+                    boot_id=gap.boot_id, from_seq=gap.from_seq, to_seq=gap.to_seq
+                )
+            )
+        if kind == "heartbeat":
+            return None
+        raise InvalidArgument(
+            f"unexpected {kind or 'empty'} message after hello", reason="UNEXPECTED_MESSAGE"
+        )

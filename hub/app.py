@@ -1,0 +1,164 @@
+"""Runs a hub: NATS (embedded or external), state, registry, gRPC server, liveness sweeper.
+
+Shutdown is two-stage: stop accepting and drain in-flight RPCs for the grace period,
+then cancel what remains and close NATS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import grpc
+
+import certs
+from hub.agent_service import AgentService
+from hub.embedded_nats import EmbeddedNats
+from hub.events import EventPublisher
+from hub.fleet_service import FleetService
+from hub.ingest import TelemetryIngest
+from hub.registry import Registry
+from hub.server import build_server, set_serving
+from hub.settings import HubSettings
+from hub.state import HubState
+from sentinel.errors import ConfigError
+from sentinel.tls import TlsFiles, server_credentials
+
+log = logging.getLogger(__name__)
+
+SWEEP_INTERVAL_S = 1.0
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Hub:
+    """A started hub. Create with `await Hub.start(settings)`; stop with `await hub.stop()`."""
+
+    def __init__(
+        self,
+        settings: HubSettings,
+        *,
+        server: grpc.aio.Server,
+        health: object,
+        state: HubState,
+        registry: Registry,
+        embedded: EmbeddedNats | None,
+        port: int,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.settings = settings
+        self.server = server
+        self._health = health
+        self.state = state
+        self.registry = registry
+        self._embedded = embedded
+        self.port = port
+        self._clock = clock
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="hub-liveness-sweeper")
+
+    @property
+    def address(self) -> str:
+        host = self.settings.listen.rsplit(":", 1)[0]
+        return f"{host}:{self.port}"
+
+    @property
+    def nats_url(self) -> str:
+        return self._embedded.url if self._embedded else (self.settings.nats_url or "")
+
+    @classmethod
+    async def start(cls, settings: HubSettings, clock: Callable[[], datetime] = utc_now) -> Hub:
+        layout = certs.CertLayout(settings.certs_dir)
+        trust_domain = certs.load_trust_domain(settings.certs_dir)
+        tls = TlsFiles.load(layout.ca_cert, layout.hub_cert, layout.hub_key)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        if settings.enroll_listen:
+            log.warning(
+                "--enroll-listen %s: enrollment is not served yet; flag reserved",
+                settings.enroll_listen,
+            )
+        embedded = None if settings.nats_url else await EmbeddedNats.start(settings.data_dir)
+        nats_url = settings.nats_url or (embedded.url if embedded else "")
+        try:
+            state = await HubState.open(
+                nats_url, telemetry_retention=settings.fleet.telemetry_retention
+            )
+        except BaseException:
+            if embedded:
+                await embedded.stop()
+            raise
+        events = EventPublisher(state.nc, source=f"sentinel-hub/{settings.hub_id}")
+        registry = Registry(state.nodes, events)
+        await registry.load()
+        agent = AgentService(
+            registry,
+            TelemetryIngest(state.js, state.telemetry_hwm),
+            settings.fleet,
+            hub_id=settings.hub_id,
+            nats_url=nats_url,
+            clock=clock,
+        )
+        server, health = build_server(
+            settings.limits, trust_domain, agent, FleetService(registry, state.nc)
+        )
+        try:
+            port = server.add_secure_port(settings.listen, server_credentials(tls))
+        except RuntimeError as exc:
+            await state.close()
+            if embedded:
+                await embedded.stop()
+            raise ConfigError(
+                f"cannot listen on {settings.listen}: {exc}", reason="LISTEN_FAILED"
+            ) from exc
+        await server.start()
+        await set_serving(health, True)
+        hub = cls(
+            settings,
+            server=server,
+            health=health,
+            state=state,
+            registry=registry,
+            embedded=embedded,
+            port=port,
+            clock=clock,
+        )
+        log.info("hub %s serving on %s (NATS %s)", settings.hub_id, hub.address, nats_url)
+        return hub
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL_S)
+            await self.registry.sweep(self._clock(), self.settings.fleet.offline_after)
+
+    async def stop(self) -> None:
+        await set_serving(self._health, False)
+        await self.server.stop(self.settings.limits.shutdown_grace_s)
+        self._sweeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._sweeper
+        await self.state.close()
+        if self._embedded:
+            await self._embedded.stop()
+        log.info("hub stopped")
+
+
+async def run_hub(settings: HubSettings) -> None:
+    """Run until SIGTERM or SIGINT, then shut down gracefully."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    hub = await Hub.start(settings)
+    print(f"sentinel hub listening on {hub.address} (NATS {hub.nats_url})", flush=True)
+    await stop.wait()
+    await hub.stop()
+
+
+def default_data_dir() -> Path:
+    return Path.cwd() / ".sentinel" / "hub"

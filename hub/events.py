@@ -1,0 +1,30 @@
+"""Publishes fleet events (CloudEvents) on NATS. Never blocks or fails the caller:
+an event that cannot be published is logged and counted, the fleet keeps working."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from nats.aio.client import Client as NatsClient
+
+from sentinel.events import build_event
+
+log = logging.getLogger(__name__)
+
+
+class EventPublisher:
+    def __init__(self, nc: NatsClient, source: str) -> None:
+        self._nc = nc
+        self._source = source
+        self.failed = 0
+
+    async def publish(self, domain: str, event: str, node_id: str, data: dict[str, Any]) -> None:
+        fleet_event = build_event(domain, event, node_id, data, source=self._source)
+        try:
+            await self._nc.publish(
+                fleet_event.subject, fleet_event.payload, headers=fleet_event.headers
+            )
+        except Exception as exc:  # a lost event must never break the data path
+            self.failed += 1
+            log.warning("could not publish %s: %s", fleet_event.subject, exc)

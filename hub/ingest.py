@@ -1,0 +1,77 @@
+"""Telemetry ingest: the acknowledgement contract.
+
+For each batch: if its seq is at or below the highest acknowledged seq of its
+(node_id, boot_id), it is a duplicate: dropped, counted, and acknowledged again so
+the agent can forget it. Otherwise it is published to JetStream on
+`sentinel.telemetry.<node_id>` with `Nats-Msg-Id: <node_id>/<boot_id>/<seq>`; only
+after the PubAck is the high-water mark written to KV and the batch acknowledged.
+A crash between PubAck and the KV write is covered by JetStream's duplicate window
+(the re-sent batch gets a PubAck marked duplicate and is acknowledged as such).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from nats.js import JetStreamContext
+from nats.js.errors import KeyNotFoundError
+from nats.js.kv import KeyValue
+
+from sentinel import subjects
+from sentinel.errors import InvalidArgument
+from sentinel.v1 import telemetry_pb2
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    duplicate: bool
+    acked_seq: int
+
+
+class TelemetryIngest:
+    def __init__(self, js: JetStreamContext, hwm: KeyValue) -> None:
+        self._js = js
+        self._hwm_kv = hwm
+        self._hwm: dict[tuple[str, str], int] = {}
+
+    async def high_water_mark(self, node_id: str, boot_id: str) -> int:
+        key = (node_id, boot_id)
+        if key not in self._hwm:
+            try:
+                entry = await self._hwm_kv.get(subjects.hwm_key(node_id, boot_id))
+                self._hwm[key] = int(entry.value or b"0")
+            except KeyNotFoundError:
+                self._hwm[key] = 0
+        return self._hwm[key]
+
+    async def accept(self, batch: telemetry_pb2.TelemetryBatch) -> IngestResult:
+        validate_batch(batch)
+        hwm = await self.high_water_mark(batch.node_id, batch.boot_id)
+        if batch.seq <= hwm:
+            return IngestResult(duplicate=True, acked_seq=hwm)
+        ack = await self._js.publish(
+            subjects.telemetry_subject(batch.node_id),
+            batch.SerializeToString(),
+            headers={
+                "Nats-Msg-Id": subjects.telemetry_msg_id(batch.node_id, batch.boot_id, batch.seq)
+            },
+        )
+        await self._hwm_kv.put(
+            subjects.hwm_key(batch.node_id, batch.boot_id), str(batch.seq).encode()
+        )
+        self._hwm[(batch.node_id, batch.boot_id)] = batch.seq
+        return IngestResult(duplicate=bool(ack.duplicate), acked_seq=batch.seq)
+
+
+def validate_batch(batch: telemetry_pb2.TelemetryBatch) -> None:
+    if not batch.boot_id or not all(c.isalnum() or c == "-" for c in batch.boot_id):
+        raise InvalidArgument(
+            "batch boot_id must be non-empty, letters, digits and '-'", reason="BAD_BATCH"
+        )
+    if len(batch.boot_id) > 64:
+        raise InvalidArgument("batch boot_id longer than 64 characters", reason="BAD_BATCH")
+    if batch.seq < 1:
+        raise InvalidArgument("batch seq must start at 1", reason="BAD_BATCH")

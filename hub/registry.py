@@ -1,0 +1,188 @@
+"""The node registry: every node the hub has heard from, its inventory, labels,
+liveness and telemetry counters.
+
+Records are `sentinel.v1.Node` messages, kept in memory and written through to the
+`sentinel_nodes` JetStream KV bucket on every change, so a restarted hub knows its
+fleet (every node starts offline until it reconnects). All methods run on the event
+loop; no locking is needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+
+from nats.js.errors import NoKeysError
+from nats.js.kv import KeyValue
+
+from hub.events import EventPublisher
+from sentinel.durations import from_timestamp, to_timestamp
+from sentinel.selectors import Selector
+from sentinel.v1 import agent_pb2, fleet_pb2, telemetry_pb2
+
+log = logging.getLogger(__name__)
+
+ONLINE = fleet_pb2.NODE_STATE_ONLINE
+OFFLINE = fleet_pb2.NODE_STATE_OFFLINE
+
+
+class Registry:
+    def __init__(self, kv: KeyValue, events: EventPublisher) -> None:
+        self._kv = kv
+        self._events = events
+        self._nodes: dict[str, fleet_pb2.Node] = {}
+        self._connections: dict[str, int] = {}
+        self._tokens = itertools.count(1)
+        self._changed = asyncio.Condition()
+
+    async def load(self) -> int:
+        try:
+            keys = await self._kv.keys()
+        except NoKeysError:
+            keys = []
+        for key in keys:
+            entry = await self._kv.get(key)
+            node = fleet_pb2.Node.FromString(entry.value or b"")
+            node.state = OFFLINE
+            self._nodes[node.node_id] = node
+        log.info("registry loaded: %d nodes", len(self._nodes))
+        return len(self._nodes)
+
+    def get(self, node_id: str) -> fleet_pb2.Node | None:
+        return self._nodes.get(node_id)
+
+    def select(self, selector: Selector) -> list[fleet_pb2.Node]:
+        return sorted(
+            (n for n in self._nodes.values() if selector.matches(n.labels)), key=lambda n: n.node_id
+        )
+
+    async def connected(self, hello: agent_pb2.AgentHello, now: datetime) -> int:
+        """Record a hello; returns the token that identifies this connection."""
+        node = self._nodes.setdefault(hello.node_id, fleet_pb2.Node(node_id=hello.node_id))
+        if not node.HasField("first_seen"):
+            node.first_seen.CopyFrom(to_timestamp(now))
+        node.reported_labels.clear()
+        node.reported_labels.update(hello.labels)
+        _apply_labels(node)
+        node.host.CopyFrom(hello.host)
+        del node.gpus[:]
+        node.gpus.extend(hello.gpus)
+        node.boot_id = hello.boot_id
+        node.agent_version = hello.agent_version
+        node.connected_since.CopyFrom(to_timestamp(now))
+        node.last_seen.CopyFrom(to_timestamp(now))
+        was_online = node.state == ONLINE
+        node.state = ONLINE
+        token = next(self._tokens)
+        self._connections[hello.node_id] = token
+        await self._save(node)
+        if not was_online:
+            await self._events.publish(
+                "node",
+                "online",
+                node.node_id,
+                {"boot_id": hello.boot_id, "agent_version": hello.agent_version},
+            )
+        return token
+
+    def touch(self, node_id: str, now: datetime) -> None:
+        node = self._nodes.get(node_id)
+        if node is not None:
+            node.last_seen.CopyFrom(to_timestamp(now))
+
+    async def batch_received(
+        self, batch: telemetry_pb2.TelemetryBatch, *, duplicate: bool, acked_seq: int
+    ) -> None:
+        node = self._nodes[batch.node_id]
+        counters = node.counters
+        if duplicate:
+            counters.duplicates_dropped += 1
+        else:
+            counters.batches_received += 1
+            counters.samples_received += len(batch.samples)
+            if batch.samples:
+                node.latest_sample.CopyFrom(batch.samples[-1])
+        counters.last_acked_seq = max(counters.last_acked_seq, acked_seq)
+        await self._save(node)
+
+    async def gap_announced(self, node_id: str, gap: telemetry_pb2.TelemetryGap) -> None:
+        node = self._nodes[node_id]
+        node.counters.gaps_announced += 1
+        node.counters.batches_in_gaps += gap.to_seq - gap.from_seq + 1
+        await self._save(node)
+        reason = telemetry_pb2.GapReason.Name(gap.reason).removeprefix("GAP_REASON_").lower()
+        await self._events.publish(
+            "telemetry",
+            "gap",
+            node_id,
+            {
+                "boot_id": gap.boot_id,
+                "from_seq": gap.from_seq,
+                "to_seq": gap.to_seq,
+                "reason": reason,
+            },
+        )
+
+    async def disconnected(self, node_id: str, token: int, reason: str) -> None:
+        """Mark offline, unless a newer connection of the same node took over."""
+        if self._connections.get(node_id) != token:
+            return
+        del self._connections[node_id]
+        await self._mark_offline(self._nodes[node_id], reason)
+
+    async def sweep(self, now: datetime, offline_after: timedelta) -> list[str]:
+        """Mark offline every online node silent for longer than `offline_after`."""
+        stale = [
+            n
+            for n in self._nodes.values()
+            if n.state == ONLINE and now - from_timestamp(n.last_seen) > offline_after
+        ]
+        for node in stale:
+            self._connections.pop(node.node_id, None)
+            await self._mark_offline(node, "heartbeat_timeout")
+        return [n.node_id for n in stale]
+
+    def is_current(self, node_id: str, token: int) -> bool:
+        return self._connections.get(node_id) == token
+
+    async def _mark_offline(self, node: fleet_pb2.Node, reason: str) -> None:
+        if node.state == OFFLINE:
+            return
+        node.state = OFFLINE
+        await self._save(node)
+        log.info("node %s offline (%s)", node.node_id, reason)
+        await self._events.publish(
+            "node",
+            "offline",
+            node.node_id,
+            {
+                "reason": reason,
+                "last_seen": from_timestamp(node.last_seen).isoformat(),
+            },
+        )
+
+    async def _save(self, node: fleet_pb2.Node) -> None:
+        await self._kv.put(node.node_id, node.SerializeToString())
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def wait_for(self, predicate: Callable[[], bool]) -> None:
+        """Return once `predicate()` holds; it is re-checked after every recorded change."""
+        async with self._changed:
+            await self._changed.wait_for(predicate)
+
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+    def node_ids(self) -> Iterable[str]:
+        return self._nodes.keys()
+
+
+def _apply_labels(node: fleet_pb2.Node) -> None:
+    """Effective labels: what the agent reports, overlaid by what an admin assigned."""
+    node.labels.clear()
+    node.labels.update(node.reported_labels)
+    node.labels.update(node.assigned_labels)

@@ -1,0 +1,87 @@
+"""The hub's gRPC server: transport limits, mTLS, authorisation, services, health, reflection."""
+
+from __future__ import annotations
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from hub.auth import AuthInterceptor
+from hub.settings import ServerLimits
+from hub.unimplemented import unimplemented_service
+from sentinel.tls import MIB
+from sentinel.v1 import (
+    agent_pb2,
+    agent_pb2_grpc,
+    command_pb2,
+    enrollment_pb2,
+    fleet_pb2,
+    fleet_pb2_grpc,
+    policy_pb2,
+    rollout_pb2,
+)
+
+V1_SERVICES = (
+    agent_pb2.DESCRIPTOR.services_by_name["AgentService"],
+    fleet_pb2.DESCRIPTOR.services_by_name["FleetService"],
+    command_pb2.DESCRIPTOR.services_by_name["CommandService"],
+    policy_pb2.DESCRIPTOR.services_by_name["PolicyService"],
+    rollout_pb2.DESCRIPTOR.services_by_name["RolloutService"],
+    enrollment_pb2.DESCRIPTOR.services_by_name["EnrollmentService"],
+)
+SERVICE_NAMES = tuple(s.full_name for s in V1_SERVICES)
+
+
+def server_options(limits: ServerLimits) -> list[tuple[str, int]]:
+    return [
+        ("grpc.max_receive_message_length", limits.max_receive_bytes),
+        ("grpc.max_send_message_length", 16 * MIB),
+        ("grpc.keepalive_time_ms", int(limits.keepalive_time_s * 1000)),
+        ("grpc.keepalive_timeout_ms", int(limits.keepalive_timeout_s * 1000)),
+        ("grpc.keepalive_permit_without_calls", 1),
+        # Pings from a client more often than this count as strikes; two strikes: GOAWAY.
+        (
+            "grpc.http2.min_ping_interval_without_data_ms",
+            int(limits.min_client_ping_interval_s * 1000),
+        ),
+        ("grpc.http2.max_ping_strikes", 2),
+        ("grpc.max_connection_age_ms", int(limits.max_connection_age_s * 1000)),
+        ("grpc.max_connection_age_grace_ms", int(limits.max_connection_age_grace_s * 1000)),
+        ("grpc.max_concurrent_streams", limits.max_concurrent_streams),
+        ("grpc.so_reuseport", 0),
+    ]
+
+
+def build_server(
+    limits: ServerLimits,
+    trust_domain: str,
+    agent_service: agent_pb2_grpc.AgentServiceServicer,
+    fleet_service: fleet_pb2_grpc.FleetServiceServicer,
+) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
+    server = grpc.aio.server(
+        interceptors=[AuthInterceptor(trust_domain)],
+        options=server_options(limits),
+        maximum_concurrent_rpcs=limits.max_concurrent_rpcs,
+    )
+    agent_pb2_grpc.add_AgentServiceServicer_to_server(agent_service, server)
+    fleet_pb2_grpc.add_FleetServiceServicer_to_server(fleet_service, server)
+    implemented = {"sentinel.v1.AgentService", "sentinel.v1.FleetService"}
+    server.add_generic_rpc_handlers(
+        [unimplemented_service(s) for s in V1_SERVICES if s.full_name not in implemented]
+    )
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    return server, health_servicer
+
+
+async def set_serving(health_servicer: health.aio.HealthServicer, serving: bool) -> None:
+    status = (
+        health_pb2.HealthCheckResponse.SERVING
+        if serving
+        else health_pb2.HealthCheckResponse.NOT_SERVING
+    )
+    for name in ("", *SERVICE_NAMES):
+        await health_servicer.set(name, status)

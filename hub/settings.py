@@ -1,0 +1,49 @@
+"""Hub settings, grouped by concern. Frozen: a running hub never changes them."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+from sentinel.tls import MIB
+
+
+@dataclass(frozen=True, slots=True)
+class ServerLimits:
+    """Transport limits of the gRPC listener (stated in the README)."""
+
+    max_receive_bytes: int = 4 * MIB
+    keepalive_time_s: float = 30.0
+    keepalive_timeout_s: float = 10.0
+    min_client_ping_interval_s: float = 10.0
+    # gRPC core adds +/-10% jitter to the connection age on its own.
+    max_connection_age_s: float = 3600.0
+    max_connection_age_grace_s: float = 300.0
+    max_concurrent_streams: int = 16
+    max_concurrent_rpcs: int = 4096
+    shutdown_grace_s: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class FleetSettings:
+    """How the hub judges liveness and keeps telemetry."""
+
+    heartbeat_interval: timedelta = timedelta(seconds=5)
+    offline_after: timedelta = timedelta(seconds=15)
+    telemetry_retention: timedelta = timedelta(hours=24)
+    hello_timeout_s: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class HubSettings:
+    certs_dir: Path
+    listen: str
+    data_dir: Path
+    # None: start an embedded nats-server under data_dir.
+    nats_url: str | None = None
+    enroll_listen: str | None = None
+    hub_id: str = field(default_factory=socket.gethostname)
+    limits: ServerLimits = field(default_factory=ServerLimits)
+    fleet: FleetSettings = field(default_factory=FleetSettings)

@@ -1,0 +1,92 @@
+"""The hub's durable state in NATS JetStream: the telemetry stream, the events stream,
+the node registry and the per-(node, boot) telemetry high-water marks (KV buckets).
+
+Invariant: the hub keeps no durable state of its own; a restarted hub (or another
+replica) rebuilds its view from these.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+import nats
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext, api
+from nats.js.errors import NotFoundError
+from nats.js.kv import KeyValue
+
+from sentinel import subjects
+from sentinel.errors import Unavailable
+
+log = logging.getLogger(__name__)
+
+DEDUP_WINDOW_S = 120.0
+EVENTS_RETENTION = timedelta(days=7)
+
+
+@dataclass
+class HubState:
+    nc: NatsClient
+    js: JetStreamContext
+    nodes: KeyValue
+    telemetry_hwm: KeyValue
+
+    @classmethod
+    async def open(cls, url: str, *, telemetry_retention: timedelta) -> HubState:
+        try:
+            nc = await nats.connect(
+                url,
+                name="sentinel-hub",
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=1,
+                connect_timeout=5,
+            )
+        except Exception as exc:  # nats-py raises several unrelated types on connect
+            raise Unavailable(
+                f"cannot reach NATS at {url}: {exc}", reason="NATS_UNAVAILABLE"
+            ) from exc
+        js = nc.jetstream()
+        await ensure_stream(
+            js,
+            api.StreamConfig(
+                name=subjects.TELEMETRY_STREAM,
+                subjects=[subjects.TELEMETRY_ALL],
+                storage=api.StorageType.FILE,
+                max_age=telemetry_retention.total_seconds(),
+                duplicate_window=DEDUP_WINDOW_S,
+                discard=api.DiscardPolicy.OLD,
+            ),
+        )
+        await ensure_stream(
+            js,
+            api.StreamConfig(
+                name=subjects.EVENTS_STREAM,
+                subjects=[subjects.EVENTS_ALL],
+                storage=api.StorageType.FILE,
+                max_age=EVENTS_RETENTION.total_seconds(),
+            ),
+        )
+        nodes = await js.create_key_value(
+            bucket=subjects.NODES_BUCKET, history=1, storage=api.StorageType.FILE
+        )
+        hwm = await js.create_key_value(
+            bucket=subjects.TELEMETRY_HWM_BUCKET, history=1, storage=api.StorageType.FILE
+        )
+        return cls(nc, js, nodes, hwm)
+
+    async def close(self) -> None:
+        if not self.nc.is_closed:
+            await self.nc.drain()
+
+
+async def ensure_stream(js: JetStreamContext, config: api.StreamConfig) -> None:
+    """Create the stream, or bring an existing one to this configuration."""
+    try:
+        await js.stream_info(config.name or "")
+    except NotFoundError:
+        await js.add_stream(config)
+        log.info("created JetStream stream %s", config.name)
+        return
+    await js.update_stream(config)

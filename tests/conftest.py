@@ -1,0 +1,93 @@
+"""Shared fixtures: a real PKI in tmp_path, a real hub (embedded nats-server, mTLS on
+127.0.0.1:0), clients with each identity, and raw agent streams."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import grpc
+import pytest
+
+import certs
+from hub.app import Hub
+from hub.settings import FleetSettings, HubSettings
+from sentinel.tls import TlsFiles, secure_aio_channel
+
+WAIT_S = 20.0
+
+
+@dataclass(frozen=True)
+class Pki:
+    directory: Path
+    rogue: Path
+
+    @property
+    def layout(self) -> certs.CertLayout:
+        return certs.CertLayout(self.directory)
+
+    def user(self, name: str) -> TlsFiles:
+        layout = self.layout
+        return TlsFiles.load(layout.ca_cert, layout.user_cert(name), layout.user_key(name))
+
+    def node(self, node_id: str) -> TlsFiles:
+        layout = self.layout
+        return TlsFiles.load(layout.ca_cert, layout.node_cert(node_id), layout.node_key(node_id))
+
+    def rogue_admin(self) -> TlsFiles:
+        rogue = certs.CertLayout(self.rogue)
+        # Trusts the real CA, presents a certificate from another CA.
+        return TlsFiles.load(self.layout.ca_cert, rogue.user_cert("admin"), rogue.user_key("admin"))
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    base = tmp_path_factory.mktemp("pki")
+    directory, rogue = base / "certs", base / "rogue"
+    certs.init_ca(directory)
+    for node_id in ("node-a", "node-b", "node-c"):
+        certs.issue_node_certificate(directory, node_id)
+    for name, role in (("viewer", "viewer"), ("operator", "operator")):
+        certs.issue_user_certificate(directory, name, role)
+    certs.init_ca(rogue)
+    return Pki(directory, rogue)
+
+
+def hub_settings(pki: Pki, data_dir: Path, **fleet: timedelta) -> HubSettings:
+    return HubSettings(
+        certs_dir=pki.directory,
+        listen="127.0.0.1:0",
+        data_dir=data_dir,
+        hub_id="test-hub",
+        fleet=FleetSettings(**fleet),
+    )
+
+
+@pytest.fixture
+async def hub(pki: Pki, tmp_path: Path) -> AsyncIterator[Hub]:
+    started = await Hub.start(hub_settings(pki, tmp_path / "hub"))
+    try:
+        yield started
+    finally:
+        await started.stop()
+
+
+@pytest.fixture
+async def channel_to(hub: Hub) -> AsyncIterator[Callable[[TlsFiles], grpc.aio.Channel]]:
+    opened: list[grpc.aio.Channel] = []
+
+    def open_channel(tls: TlsFiles) -> grpc.aio.Channel:
+        channel = secure_aio_channel(hub.address, tls)
+        opened.append(channel)
+        return channel
+
+    yield open_channel
+    for channel in opened:
+        await channel.close()
+
+
+async def within(awaitable: object, timeout_s: float = WAIT_S) -> object:
+    return await asyncio.wait_for(awaitable, timeout_s)  # type: ignore[arg-type]

@@ -1,0 +1,319 @@
+"""The observe path end to end: real agents (NVML replay) and raw agent streams against
+a real hub with a real nats-server, over mTLS on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+
+import grpc
+import nats
+import pytest
+from nats.aio.msg import Msg
+
+import certs
+from edge_agent.app import Agent
+from edge_agent.identity import load_node_credentials
+from edge_agent.settings import AgentSettings, LinkSettings, SamplingSettings
+from hub.app import Hub
+from hub.registry import OFFLINE, ONLINE
+from sentinel import subjects
+from sentinel.errors import ConfigError
+from sentinel.tls import TlsFiles
+from sentinel.v1 import agent_pb2, agent_pb2_grpc, fleet_pb2, fleet_pb2_grpc
+from tests.conftest import Pki, hub_settings, within
+
+Channels = Callable[[TlsFiles], grpc.aio.Channel]
+CAPTURE = json.loads(
+    (Path(__file__).parents[1] / "edge_agent/data/h200-driver580.json").read_text()
+)
+
+
+def agent_settings(
+    pki: Pki, hub: Hub, data_dir: Path, node_id: str = "node-a", **labels: str
+) -> AgentSettings:
+    return AgentSettings(
+        certs_dir=pki.directory,
+        data_dir=data_dir,
+        node_id=node_id,
+        labels=labels,
+        link=LinkSettings(
+            hub_address=hub.address,
+            heartbeat_interval=timedelta(seconds=1),
+            backoff_initial_s=0.05,
+            backoff_max_s=0.5,
+        ),
+        sampling=SamplingSettings(
+            batch_interval=timedelta(seconds=0.2),
+            sample_interval=timedelta(seconds=0.05),
+            nvml_replay="builtin:h200",
+        ),
+    )
+
+
+@pytest.fixture
+async def agent(pki: Pki, hub: Hub, tmp_path: Path) -> AsyncIterator[Agent]:
+    started = await Agent.start(agent_settings(pki, hub, tmp_path / "agent", role="gpu"))
+    try:
+        yield started
+    finally:
+        await started.stop()
+
+
+async def open_stream(
+    channel: grpc.aio.Channel, node_id: str, boot_id: str = "b00t", **labels: str
+) -> tuple[grpc.aio.StreamStreamCall, agent_pb2.HelloReply]:
+    call = agent_pb2_grpc.AgentServiceStub(channel).Connect()
+    await call.write(
+        agent_pb2.ConnectRequest(
+            hello=agent_pb2.AgentHello(node_id=node_id, boot_id=boot_id, labels=labels)
+        )
+    )
+    reply = await within(call.read())
+    assert isinstance(reply, agent_pb2.ConnectResponse)
+    return call, reply.hello_reply
+
+
+async def send_batch(
+    call: grpc.aio.StreamStreamCall, seq: int, boot_id: str = "b00t"
+) -> agent_pb2.TelemetryAck:
+    await call.write(
+        agent_pb2.ConnectRequest(
+            batch={"boot_id": boot_id, "seq": seq, "samples": [{"host": {"load1": 1.0}}]}
+        )
+    )
+    response = await within(call.read())
+    assert isinstance(response, agent_pb2.ConnectResponse)
+    return response.ack
+
+
+async def stream_count(hub: Hub, node_id: str) -> int:
+    info = await hub.state.js.stream_info(
+        subjects.TELEMETRY_STREAM, subjects_filter=subjects.telemetry_subject(node_id)
+    )
+    return int((info.state.subjects or {}).get(subjects.telemetry_subject(node_id), 0))
+
+
+async def test_replay_gpu_samples_reach_get_node_with_the_capture_values(
+    hub: Hub, agent: Agent, pki: Pki, channel_to: Channels
+) -> None:
+    await within(hub.registry.wait_for(lambda: _batches(hub, "node-a") >= 3))
+    stub = fleet_pb2_grpc.FleetServiceStub(channel_to(pki.user("admin")))
+    node = (await stub.GetNode(fleet_pb2.GetNodeRequest(node_id="node-a"), timeout=10)).node
+    assert node.state == ONLINE
+    assert dict(node.labels) == {"role": "gpu"}
+    query = CAPTURE["queries"]
+    (gpu,) = node.gpus
+    assert (gpu.name, gpu.uuid, gpu.memory_total_bytes) == (
+        query["name"],
+        query["uuid"],
+        query["memory"]["total"],
+    )
+    assert node.host.gpu_backend.startswith("replay")
+    assert node.host.gpu_driver_version == CAPTURE["system"]["driver"]
+    trace = {
+        (p["util"]["gpu"], p["power_mw"] / 1000, p["temp_gpu"], p["clock_sm"], p["memory"]["used"])
+        for p in CAPTURE["trace_5hz"]
+    }
+    (metrics,) = node.latest_sample.gpus
+    assert (
+        metrics.utilization_gpu_percent,
+        metrics.power_w,
+        metrics.temperature_gpu_c,
+        metrics.clock_sm_mhz,
+        metrics.memory_used_bytes,
+    ) in trace
+    assert node.latest_sample.host.memory_total_bytes > 0
+    assert node.counters.batches_received >= 3
+    assert node.counters.duplicates_dropped == 0
+
+
+async def test_hub_restart_keeps_the_registry_and_drops_a_resent_batch(
+    pki: Pki, tmp_path: Path
+) -> None:
+    settings = hub_settings(pki, tmp_path / "hub")
+    first = await Hub.start(settings)
+    tls = pki.node("node-b")
+    try:
+        async with grpc.aio.secure_channel(first.address, _creds(tls)) as channel:
+            call, reply = await open_stream(channel, "node-b", role="trainer")
+            assert reply.acked_seq == 0
+            ack = await send_batch(call, 1)
+            assert (ack.seq, ack.duplicate) == (1, False)
+            call.cancel()
+    finally:
+        await first.stop()
+    second = await Hub.start(settings)
+    try:
+        node = second.registry.get("node-b")
+        assert node is not None and node.state == OFFLINE
+        assert dict(node.labels) == {"role": "trainer"}
+        async with grpc.aio.secure_channel(second.address, _creds(tls)) as channel:
+            call, reply = await open_stream(channel, "node-b")
+            assert reply.acked_seq == 1
+            ack = await send_batch(call, 1)
+            assert (ack.seq, ack.duplicate) == (1, True)
+            ack = await send_batch(call, 2)
+            assert (ack.seq, ack.duplicate) == (2, False)
+            call.cancel()
+        node = second.registry.get("node-b")
+        assert node is not None
+        assert (node.counters.batches_received, node.counters.duplicates_dropped) == (2, 1)
+        assert await stream_count(second, "node-b") == 2
+    finally:
+        await second.stop()
+
+
+async def test_agent_keeps_its_batches_through_a_hub_outage(pki: Pki, tmp_path: Path) -> None:
+    settings = hub_settings(pki, tmp_path / "hub")
+    first = await Hub.start(settings)
+    agent = await Agent.start(agent_settings(pki, first, tmp_path / "agent"))
+    try:
+        await within(first.registry.wait_for(lambda: _batches(first, "node-a") >= 2))
+        await first.stop()
+        await within(_outbox_reaches(agent, 4))  # sampling goes on into the outbox
+        second = await Hub.start(replace(settings, listen=f"127.0.0.1:{first.port}"))
+        try:
+            backlog_end = agent.sequence.last_allocated
+            await within(second.registry.wait_for(lambda: _acked(second, "node-a") >= backlog_end))
+            await agent.stop()  # seals the partial batch and drains it
+            assert len(agent.outbox) == 0
+            # Every batch the agent ever sealed is in the stream exactly once.
+            assert await stream_count(second, "node-a") == agent.sequence.last_allocated
+            node = second.registry.get("node-a")
+            assert node is not None and node.counters.gaps_announced == 0
+        finally:
+            await second.stop()
+    finally:
+        await agent.stop()
+
+
+async def test_node_online_and_offline_events_on_nats(hub: Hub, pki: Pki, tmp_path: Path) -> None:
+    received: asyncio.Queue[dict[str, object]] = asyncio.Queue()
+    observer = await nats.connect(hub.nats_url)
+
+    async def collect(msg: Msg) -> None:
+        received.put_nowait(json.loads(msg.data))
+
+    await observer.subscribe("sentinel.events.node.>", cb=collect)
+    try:
+        agent = await Agent.start(agent_settings(pki, hub, tmp_path / "agent"))
+        online = await within(received.get())
+        await agent.stop()
+        offline = await within(received.get())
+    finally:
+        await observer.close()
+    assert isinstance(online, dict) and isinstance(offline, dict)
+    assert online["type"] == "io.sentinel.node.online"
+    assert online["specversion"] == "1.0"
+    assert online["data"] == {
+        "node_id": "node-a",
+        "boot_id": agent.sequence.boot_id,
+        "agent_version": "0.1.0",
+    }
+    assert offline["type"] == "io.sentinel.node.offline"
+    assert offline["data"]["reason"] in {"stream_closed", "stream_cancelled"}  # type: ignore[index]
+
+
+async def test_silent_node_goes_offline_after_the_threshold(pki: Pki, tmp_path: Path) -> None:
+    hub = await Hub.start(hub_settings(pki, tmp_path / "hub", offline_after=timedelta(seconds=1)))
+    try:
+        async with grpc.aio.secure_channel(hub.address, _creds(pki.node("node-c"))) as channel:
+            call, _ = await open_stream(channel, "node-c")
+            await within(hub.registry.wait_for(lambda: _state(hub, "node-c") == OFFLINE))
+            call.cancel()
+    finally:
+        await hub.stop()
+
+
+async def test_list_nodes_pages_and_selects_by_label(
+    hub: Hub, pki: Pki, channel_to: Channels
+) -> None:
+    calls = []
+    for node_id, zone in (("node-a", "a"), ("node-b", "b"), ("node-c", "a")):
+        call, _ = await open_stream(channel_to(pki.node(node_id)), node_id, zone=zone, role="gpu")
+        calls.append(call)
+    stub = fleet_pb2_grpc.FleetServiceStub(channel_to(pki.user("viewer")))
+    first = await stub.ListNodes(fleet_pb2.ListNodesRequest(page_size=2), timeout=10)
+    second = await stub.ListNodes(
+        fleet_pb2.ListNodesRequest(page_size=2, page_token=first.next_page_token), timeout=10
+    )
+    assert [n.node_id for n in first.nodes] == ["node-a", "node-b"]
+    assert [n.node_id for n in second.nodes] == ["node-c"]
+    assert second.next_page_token == ""
+    assert first.total_size == 3
+    selected = await stub.ListNodes(
+        fleet_pb2.ListNodesRequest(label_selector="role=gpu,zone in (a)"), timeout=10
+    )
+    assert [n.node_id for n in selected.nodes] == ["node-a", "node-c"]
+    for call in calls:
+        call.cancel()
+
+
+async def test_watch_telemetry_streams_accepted_batches(
+    hub: Hub, pki: Pki, channel_to: Channels
+) -> None:
+    watch = fleet_pb2_grpc.FleetServiceStub(channel_to(pki.user("viewer"))).WatchTelemetry(
+        fleet_pb2.WatchTelemetryRequest(node_id="node-b")
+    )
+    call, _ = await open_stream(channel_to(pki.node("node-b")), "node-b")
+    # The watcher subscribes asynchronously: send until one arrives, acks keep us in step.
+    seq = 0
+    received = None
+    while received is None:
+        seq += 1
+        await send_batch(call, seq)
+        try:
+            received = await asyncio.wait_for(watch.read(), 0.5)
+        except TimeoutError:
+            assert seq < 40, "no batch reached the watcher"
+    assert received.batch.node_id == "node-b"
+    assert received.batch.boot_id == "b00t"
+    watch.cancel()
+    call.cancel()
+
+
+def test_node_id_flag_must_match_the_certificate(pki: Pki, tmp_path: Path) -> None:
+    copied = tmp_path / "certs"
+    shutil.copytree(pki.directory, copied)
+    layout = certs.CertLayout(copied)
+    # A certificate for node-a stored under node-x's name.
+    shutil.copy(layout.node_cert("node-a"), layout.node_cert("node-x"))
+    shutil.copy(layout.node_key("node-a"), layout.node_key("node-x"))
+    with pytest.raises(ConfigError) as caught:
+        load_node_credentials(copied, "node-x")
+    assert caught.value.reason == "NODE_ID_MISMATCH"
+    assert "does not match the certificate's node id 'node-a'" in str(caught.value)
+    assert load_node_credentials(copied, "node-a").node_id == "node-a"
+
+
+def _creds(tls: TlsFiles) -> grpc.ChannelCredentials:
+    from sentinel.tls import channel_credentials
+
+    return channel_credentials(tls)
+
+
+def _batches(hub: Hub, node_id: str) -> int:
+    node = hub.registry.get(node_id)
+    return node.counters.batches_received if node else 0
+
+
+def _acked(hub: Hub, node_id: str) -> int:
+    node = hub.registry.get(node_id)
+    return node.counters.last_acked_seq if node else 0
+
+
+def _state(hub: Hub, node_id: str) -> int:
+    node = hub.registry.get(node_id)
+    return node.state if node else 0
+
+
+async def _outbox_reaches(agent: Agent, count: int) -> None:
+    while len(agent.outbox) < count:
+        agent.outbox.changed.clear()
+        await agent.outbox.changed.wait()
