@@ -101,10 +101,7 @@ class Agent:
         self.host_inventory.gpu_backend = backend
         if self._gpu is not None:
             self.gpu_inventory = await loop.run_in_executor(self._executor, self._gpu.start)
-            info = self._gpu.system_info()
-            self.host_inventory.gpu_driver_version = info.driver_version
-            self.host_inventory.nvml_version = info.nvml_version
-            self.host_inventory.cuda_driver_version = info.cuda_driver_version
+            self._gpu.system_info().fill(self.host_inventory)
 
     def _hello(self) -> agent_pb2.AgentHello:
         return agent_pb2.AgentHello(

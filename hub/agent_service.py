@@ -43,12 +43,32 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         self._hub_id = hub_id
         self._nats_url = nats_url
         self._now = clock
+        self._closing = asyncio.Event()
+        self.open_streams = 0
+
+    def close_streams(self) -> int:
+        """End every open Connect stream with status OK (shutdown), so agents reconnect
+        elsewhere instead of holding the server for its whole grace period."""
+        self._closing.set()
+        return self.open_streams
 
     async def Connect(
         self, requests: AsyncIterator[agent_pb2.ConnectRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[agent_pb2.ConnectResponse]:
         node_id = current_identity().name
-        incoming = aiter(requests)
+        self.open_streams += 1
+        try:
+            async for response in self._serve(node_id, aiter(requests), context):
+                yield response
+        finally:
+            self.open_streams -= 1
+
+    async def _serve(
+        self,
+        node_id: str,
+        incoming: AsyncIterator[agent_pb2.ConnectRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[agent_pb2.ConnectResponse]:
         hello = await self._read_hello(incoming, node_id, context)
         token = await self._registry.connected(hello, self._now())
         reason = "stream_closed"
@@ -62,16 +82,33 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                     hub_time=to_timestamp(self._now()),
                 )
             )
-            async for message in incoming:
+            while (message := await self._next_message(incoming)) is not None:
                 self._registry.touch(node_id, self._now())
                 response = await self._handle(node_id, message)
                 if response is not None:
                     yield response
+            if self._closing.is_set():
+                reason = "hub_shutdown"
         except asyncio.CancelledError:
             reason = "stream_cancelled"
             raise
         finally:
             await self._registry.disconnected(node_id, token, reason)
+
+    async def _next_message(
+        self, incoming: AsyncIterator[agent_pb2.ConnectRequest]
+    ) -> agent_pb2.ConnectRequest | None:
+        """The next message, or None when the agent closed the stream or the hub is closing."""
+        if self._closing.is_set():
+            return None
+        read = asyncio.ensure_future(anext(incoming, None))
+        closing = asyncio.ensure_future(self._closing.wait())
+        await asyncio.wait({read, closing}, return_when=asyncio.FIRST_COMPLETED)
+        closing.cancel()
+        if not read.done():
+            read.cancel()
+            return None
+        return read.result()
 
     async def _read_hello(
         self,

@@ -52,6 +52,7 @@ class Hub:
         embedded: EmbeddedNats | None,
         port: int,
         clock: Callable[[], datetime],
+        agent_service: AgentService,
     ) -> None:
         self.settings = settings
         self.server = server
@@ -61,6 +62,7 @@ class Hub:
         self._embedded = embedded
         self.port = port
         self._clock = clock
+        self._agent_service = agent_service
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="hub-liveness-sweeper")
 
     @property
@@ -83,51 +85,52 @@ class Hub:
                 "--enroll-listen %s: enrollment is not served yet; flag reserved",
                 settings.enroll_listen,
             )
-        embedded = None if settings.nats_url else await EmbeddedNats.start(settings.data_dir)
-        nats_url = settings.nats_url or (embedded.url if embedded else "")
-        try:
+        async with contextlib.AsyncExitStack() as undo:  # unwinds only if start fails
+            embedded = None
+            if not settings.nats_url:
+                embedded = await EmbeddedNats.start(settings.data_dir)
+                undo.push_async_callback(embedded.stop)
+            nats_url = settings.nats_url or (embedded.url if embedded else "")
             state = await HubState.open(
                 nats_url, telemetry_retention=settings.fleet.telemetry_retention
             )
-        except BaseException:
-            if embedded:
-                await embedded.stop()
-            raise
-        events = EventPublisher(state.nc, source=f"sentinel-hub/{settings.hub_id}")
-        registry = Registry(state.nodes, events)
-        await registry.load()
-        agent = AgentService(
-            registry,
-            TelemetryIngest(state.js, state.telemetry_hwm),
-            settings.fleet,
-            hub_id=settings.hub_id,
-            nats_url=nats_url,
-            clock=clock,
-        )
-        server, health = build_server(
-            settings.limits, trust_domain, agent, FleetService(registry, state.nc)
-        )
-        try:
-            port = server.add_secure_port(settings.listen, server_credentials(tls))
-        except RuntimeError as exc:
-            await state.close()
-            if embedded:
-                await embedded.stop()
-            raise ConfigError(
-                f"cannot listen on {settings.listen}: {exc}", reason="LISTEN_FAILED"
-            ) from exc
-        await server.start()
-        await set_serving(health, True)
-        hub = cls(
-            settings,
-            server=server,
-            health=health,
-            state=state,
-            registry=registry,
-            embedded=embedded,
-            port=port,
-            clock=clock,
-        )
+            undo.push_async_callback(state.close)
+            registry = Registry(
+                state.nodes, EventPublisher(state.nc, source=f"sentinel-hub/{settings.hub_id}")
+            )
+            await registry.load()
+            agent = AgentService(
+                registry,
+                TelemetryIngest(state.js, state.telemetry_hwm),
+                settings.fleet,
+                hub_id=settings.hub_id,
+                nats_url=nats_url,
+                clock=clock,
+            )
+            server, health = build_server(
+                settings.limits, trust_domain, agent, FleetService(registry, state.nc)
+            )
+            try:
+                port = server.add_secure_port(settings.listen, server_credentials(tls))
+            except RuntimeError as exc:
+                raise ConfigError(
+                    f"cannot listen on {settings.listen}: {exc}", reason="LISTEN_FAILED"
+                ) from exc
+            await server.start()
+            undo.push_async_callback(server.stop, 0)
+            await set_serving(health, True)
+            hub = cls(
+                settings,
+                server=server,
+                health=health,
+                state=state,
+                registry=registry,
+                embedded=embedded,
+                port=port,
+                clock=clock,
+                agent_service=agent,
+            )
+            undo.pop_all()
         log.info("hub %s serving on %s (NATS %s)", settings.hub_id, hub.address, nats_url)
         return hub
 
@@ -138,7 +141,10 @@ class Hub:
 
     async def stop(self) -> None:
         await set_serving(self._health, False)
-        await self.server.stop(self.settings.limits.shutdown_grace_s)
+        stopping = asyncio.create_task(self.server.stop(self.settings.limits.shutdown_grace_s))
+        await asyncio.sleep(0)  # let the server stop accepting first
+        log.info("closing %d agent streams", self._agent_service.close_streams())
+        await stopping
         self._sweeper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._sweeper
