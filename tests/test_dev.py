@@ -1,0 +1,125 @@
+"""`sentinel dev` as a user runs it: one process with embedded NATS, hub and agent;
+the fleet view shows this machine with fresh host metrics; Ctrl-C stops it cleanly."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+DEADLINE_S = 60.0
+
+
+def test_sentinel_dev_end_to_end(tmp_path: Path) -> None:
+    data_dir = tmp_path / "dev"
+    process = subprocess.Popen(
+        [
+            str(BIN / "sentinel"),
+            "dev",
+            "--data-dir",
+            str(data_dir),
+            "--listen",
+            "127.0.0.1:0",
+            "--nvml-replay",
+            "builtin:h200",
+            "--interval",
+            "1s",
+            "--label",
+            "team=ml",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        banner = _read_until(process, "Press Ctrl-C to stop.")
+        config_path = data_dir / "dev.json"
+        config = json.loads(config_path.read_text())
+        assert {
+            "hub_address",
+            "nats_url",
+            "certs_dir",
+            "ca_cert",
+            "admin_cert",
+            "admin_key",
+            "node_id",
+        } <= config.keys()
+        for key in ("certs_dir", "ca_cert", "admin_cert", "admin_key"):
+            assert Path(config[key]).is_absolute() and Path(config[key]).exists()
+        assert f"export SENTINEL_CONFIG={config_path}" in banner
+        assert "grpcurl -cacert" in banner and config["hub_address"] in banner
+
+        node = _wait_for_node_with_sample(config_path, config["node_id"])
+        sample_time = datetime.fromisoformat(node["latest_sample"]["time"].replace("Z", "+00:00"))
+        assert (datetime.now(UTC) - sample_time).total_seconds() < 10
+        assert node["state"] == "NODE_STATE_ONLINE"
+        assert node["labels"] == {"team": "ml"}
+        assert int(node["latest_sample"]["host"]["memory_total_bytes"]) > 0
+        assert node["gpus"][0]["name"] == "NVIDIA H200"
+
+        grpcurl = subprocess.run(
+            [
+                str(BIN / "grpcurl"),
+                "-cacert",
+                config["ca_cert"],
+                "-cert",
+                config["admin_cert"],
+                "-key",
+                config["admin_key"],
+                config["hub_address"],
+                "list",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        assert "sentinel.v1.FleetService" in grpcurl.stdout.split()
+    finally:
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert "stopping..." in out
+    assert "Traceback" not in err
+
+
+def _read_until(process: subprocess.Popen[str], marker: str) -> str:
+    assert process.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + DEADLINE_S
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            raise AssertionError(
+                f"sentinel dev exited: {process.stderr.read() if process.stderr else ''}"
+            )
+        lines.append(line)
+        if marker in line:
+            return "".join(lines)
+    raise AssertionError(f"no {marker!r} within {DEADLINE_S} s")
+
+
+def _wait_for_node_with_sample(config_path: Path, node_id: str) -> dict[str, object]:
+    """Poll through the real CLI (each call a full round trip) until the node has a sample."""
+    env = {**os.environ, "SENTINEL_CONFIG": str(config_path)}
+    deadline = time.monotonic() + DEADLINE_S
+    while time.monotonic() < deadline:
+        result = subprocess.run(
+            [str(BIN / "sentinel"), "fleet", "ls", "-o", "json"],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=env,
+        )
+        assert result.returncode == 0, result.stderr
+        nodes = {n["node_id"]: n for n in json.loads(result.stdout)["nodes"]}
+        if node_id in nodes and "latest_sample" in nodes[node_id]:
+            return nodes[node_id]  # type: ignore[no-any-return]
+    raise AssertionError(f"node {node_id} never showed a sample")
