@@ -125,9 +125,6 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         access = METHOD_RULES.get(method, Access.NOBODY)
         return _wrap_handler(handler, method, access, self._trust_domain)
 
-    def authenticate(self, context: grpc.aio.ServicerContext) -> Identity:
-        return authenticate(context, self._trust_domain)
-
 
 def authenticate(context: grpc.aio.ServicerContext, trust_domain: str) -> Identity:
     """Identity from the verified peer certificate; raise PermissionDenied if unusable."""
@@ -150,49 +147,30 @@ async def _authorize(
     return _identity.set(identity)
 
 
+_HANDLER_KINDS = (
+    ("unary_unary", grpc.unary_unary_rpc_method_handler),
+    ("unary_stream", grpc.unary_stream_rpc_method_handler),
+    ("stream_unary", grpc.stream_unary_rpc_method_handler),
+    ("stream_stream", grpc.stream_stream_rpc_method_handler),
+)
+
+
 def _wrap_handler(handler: Any, method: str, access: Access, trust_domain: str) -> Any:
-    if handler.unary_unary is not None:
-        inner_uu = handler.unary_unary
-
-        async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            await _authorize(context, method, access, trust_domain)
-            try:
-                return await inner_uu(request, context)
-            except SentinelError as exc:
-                await abort_with_error(context, exc)
-
-        return grpc.unary_unary_rpc_method_handler(
-            unary_unary, handler.request_deserializer, handler.response_serializer
-        )
-    if handler.unary_stream is not None:
-        return grpc.unary_stream_rpc_method_handler(
-            _wrap_stream(handler.unary_stream, method, access, trust_domain),
-            handler.request_deserializer,
-            handler.response_serializer,
-        )
-    if handler.stream_unary is not None:
-        inner_su = handler.stream_unary
-
-        async def stream_unary(requests: Any, context: grpc.aio.ServicerContext) -> Any:
-            await _authorize(context, method, access, trust_domain)
-            try:
-                return await inner_su(requests, context)
-            except SentinelError as exc:
-                await abort_with_error(context, exc)
-
-        return grpc.stream_unary_rpc_method_handler(
-            stream_unary, handler.request_deserializer, handler.response_serializer
-        )
-    return grpc.stream_stream_rpc_method_handler(
-        _wrap_stream(handler.stream_stream, method, access, trust_domain),
-        handler.request_deserializer,
-        handler.response_serializer,
-    )
+    for kind, make_handler in _HANDLER_KINDS:
+        inner = getattr(handler, kind)
+        if inner is not None:
+            return make_handler(
+                _guard(inner, method, access, trust_domain),
+                handler.request_deserializer,
+                handler.response_serializer,
+            )
+    return None
 
 
-def _wrap_stream(inner: Any, method: str, access: Access, trust_domain: str) -> Any:
-    """Streaming behaviours are async generators, or coroutines that call context.write
-    (grpc's health Watch): the wrapper keeps the same shape, as grpc treats them differently."""
+def _guard(inner: Any, method: str, access: Access, trust_domain: str) -> Any:
+    """Authorise, then run `inner`, mapping SentinelError to a rich status. Behaviours are
+    async generators (streams we write) or coroutines (unary ones, and streams that call
+    context.write, like grpc's health Watch); the guard keeps the shape grpc dispatches on."""
     if inspect.isasyncgenfunction(inner):
 
         async def generator(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
@@ -205,11 +183,11 @@ def _wrap_stream(inner: Any, method: str, access: Access, trust_domain: str) -> 
 
         return generator
 
-    async def writer(request: Any, context: grpc.aio.ServicerContext) -> None:
+    async def coroutine(request: Any, context: grpc.aio.ServicerContext) -> Any:
         await _authorize(context, method, access, trust_domain)
         try:
-            await inner(request, context)
+            return await inner(request, context)
         except SentinelError as exc:
             await abort_with_error(context, exc)
 
-    return writer
+    return coroutine
