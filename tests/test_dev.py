@@ -123,3 +123,100 @@ def _wait_for_node_with_sample(config_path: Path, node_id: str) -> dict[str, obj
         if node_id in nodes and "latest_sample" in nodes[node_id]:
             return nodes[node_id]  # type: ignore[no-any-return]
     raise AssertionError(f"node {node_id} never showed a sample")
+
+
+def test_hub_and_agent_processes_stop_cleanly_on_sigterm(tmp_path: Path) -> None:
+    certs_dir = tmp_path / "certs"
+    subprocess.run(
+        [str(BIN / "sentinel"), "certs", "init", "--dir", str(certs_dir)],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [str(BIN / "sentinel"), "certs", "issue", "--dir", str(certs_dir), "--node", "edge-1"],
+        check=True,
+        capture_output=True,
+    )
+    hub = subprocess.Popen(
+        [
+            str(BIN / "sentinel"),
+            "hub",
+            "--certs",
+            str(certs_dir),
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            str(tmp_path / "hub"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        banner = _read_until(hub, "sentinel hub listening on")
+        address = banner.split()[4]
+        agent = subprocess.Popen(
+            [
+                str(BIN / "sentinel"),
+                "agent",
+                "run",
+                "--hub",
+                address,
+                "--certs",
+                str(certs_dir),
+                "--data-dir",
+                str(tmp_path / "agent"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        _read_until(agent, "sentinel agent edge-1")
+        agent.send_signal(signal.SIGTERM)
+        _, agent_err = agent.communicate(timeout=30)
+        assert agent.returncode == 0, agent_err
+        assert "Traceback" not in agent_err
+    finally:
+        hub.send_signal(signal.SIGTERM)
+        _, hub_err = hub.communicate(timeout=30)
+    assert hub.returncode == 0, hub_err
+    assert "hub stopped" in hub_err
+
+
+def test_agent_refuses_a_node_id_that_is_not_its_certificates(tmp_path: Path) -> None:
+    certs_dir = tmp_path / "certs"
+    subprocess.run(
+        [str(BIN / "sentinel"), "certs", "init", "--dir", str(certs_dir)],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [str(BIN / "sentinel"), "certs", "issue", "--dir", str(certs_dir), "--node", "edge-1"],
+        check=True,
+        capture_output=True,
+    )
+    result = subprocess.run(
+        [
+            str(BIN / "sentinel"),
+            "agent",
+            "run",
+            "--hub",
+            "127.0.0.1:1",
+            "--certs",
+            str(certs_dir),
+            "--data-dir",
+            str(tmp_path / "agent"),
+            "--node-id",
+            "edge-2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr.endswith(
+        f"sentinel: error: no certificate for node 'edge-2' at "
+        f"{certs_dir / 'nodes' / 'edge-2.crt'}\n"
+    )
+    assert "Traceback" not in result.stderr
