@@ -115,6 +115,7 @@ class HubLink:
             self._outbox.changed.clear()
             for gap in self._outbox.gaps():
                 if (gap.from_seq, gap.to_seq) not in gaps_sent:
+                    self._outbox.gap_announced(gap)
                     await call.write(agent_pb2.ConnectRequest(gap=gap))
                     gaps_sent.add((gap.from_seq, gap.to_seq))
             batch = self._outbox.next_after(last_sent)

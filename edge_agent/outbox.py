@@ -24,6 +24,8 @@ class Outbox:
         self._max = max_batches
         self._batches: OrderedDict[int, telemetry_pb2.TelemetryBatch] = OrderedDict()
         self._gaps: list[telemetry_pb2.TelemetryGap] = []
+        # Gaps already sent to a hub are never extended: a second drop run gets its own gap.
+        self._announced: set[tuple[int, int]] = set()
         self.changed = asyncio.Event()
         self.dropped_batches = 0
         self.acked_batches = 0
@@ -42,7 +44,12 @@ class Outbox:
 
     def _record_gap(self, boot_id: str, seq: int) -> None:
         last = self._gaps[-1] if self._gaps else None
-        if last is not None and last.boot_id == boot_id and last.to_seq + 1 == seq:
+        if (
+            last is not None
+            and last.boot_id == boot_id
+            and last.to_seq + 1 == seq
+            and (last.from_seq, last.to_seq) not in self._announced
+        ):
             last.to_seq = seq
             return
         self._gaps.append(
@@ -71,8 +78,12 @@ class Outbox:
     def gaps(self) -> list[telemetry_pb2.TelemetryGap]:
         return list(self._gaps)
 
+    def gap_announced(self, gap: telemetry_pb2.TelemetryGap) -> None:
+        self._announced.add((gap.from_seq, gap.to_seq))
+
     def gap_acknowledged(self, from_seq: int, to_seq: int) -> None:
         self._gaps = [g for g in self._gaps if (g.from_seq, g.to_seq) != (from_seq, to_seq)]
+        self._announced.discard((from_seq, to_seq))
 
     def oldest_seq(self) -> int | None:
         return next(iter(self._batches), None)

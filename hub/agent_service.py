@@ -16,7 +16,7 @@ import grpc
 
 from hub.auth import current_identity
 from hub.errors import abort
-from hub.ingest import TelemetryIngest, validate_batch
+from hub.ingest import TelemetryIngest, validate_boot_id
 from hub.registry import Registry
 from hub.settings import FleetSettings
 from sentinel.durations import to_proto_duration, to_timestamp
@@ -143,7 +143,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                 reason="NODE_ID_MISMATCH",
                 node_id=node_id,
             )
-        validate_batch(telemetry_pb2.TelemetryBatch(boot_id=hello.boot_id, seq=1))
+        validate_boot_id(hello.boot_id)
         return hello
 
     async def _handle(
@@ -170,11 +170,19 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             )
         if kind == "gap":
             gap = message.gap
+            validate_boot_id(gap.boot_id)
             if gap.from_seq < 1 or gap.to_seq < gap.from_seq:
                 raise InvalidArgument(
                     "gap range must satisfy 1 <= from_seq <= to_seq", reason="BAD_GAP"
                 )
-            await self._registry.gap_announced(node_id, gap)
+            # An agent may drop a batch the hub stored but whose ack it never saw: only the
+            # part of the gap above the high-water mark was really lost.
+            hwm = await self._ingest.high_water_mark(node_id, gap.boot_id)
+            if gap.to_seq > hwm:
+                lost = telemetry_pb2.TelemetryGap()
+                lost.CopyFrom(gap)
+                lost.from_seq = max(gap.from_seq, hwm + 1)
+                await self._registry.gap_announced(node_id, lost)
             return agent_pb2.ConnectResponse(
                 gap_ack=agent_pb2.GapAck(
                     boot_id=gap.boot_id, from_seq=gap.from_seq, to_seq=gap.to_seq

@@ -26,7 +26,7 @@ from hub.registry import Registry
 from hub.server import build_server, set_serving
 from hub.settings import HubSettings
 from hub.state import HubState
-from sentinel.errors import ConfigError
+from sentinel.errors import ConfigError, SentinelError
 from sentinel.tls import TlsFiles, server_credentials
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,9 @@ class Hub:
                 undo.push_async_callback(embedded.stop)
             nats_url = settings.nats_url or (embedded.url if embedded else "")
             state = await HubState.open(
-                nats_url, telemetry_retention=settings.fleet.telemetry_retention
+                nats_url,
+                telemetry_retention=settings.fleet.telemetry_retention,
+                timeout_s=settings.fleet.store_timeout_s,
             )
             undo.push_async_callback(state.close)
             registry = Registry(
@@ -137,7 +139,10 @@ class Hub:
     async def _sweep_forever(self) -> None:
         while True:
             await asyncio.sleep(SWEEP_INTERVAL_S)
-            await self.registry.sweep(self._clock(), self.settings.fleet.offline_after)
+            try:
+                await self.registry.sweep(self._clock(), self.settings.fleet.offline_after)
+            except SentinelError as exc:  # the store is away: try again next round
+                log.warning("liveness sweep failed: %s", exc)
 
     async def stop(self) -> None:
         await set_serving(self._health, False)

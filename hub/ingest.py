@@ -14,10 +14,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from nats.js import JetStreamContext
+from nats.js import JetStreamContext, api
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
+from hub.state import store_unavailable
 from sentinel import subjects
 from sentinel.errors import InvalidArgument
 from sentinel.v1 import telemetry_pb2
@@ -40,11 +41,12 @@ class TelemetryIngest:
     async def high_water_mark(self, node_id: str, boot_id: str) -> int:
         key = (node_id, boot_id)
         if key not in self._hwm:
-            try:
-                entry = await self._hwm_kv.get(subjects.hwm_key(node_id, boot_id))
-                self._hwm[key] = int(entry.value or b"0")
-            except KeyNotFoundError:
-                self._hwm[key] = 0
+            with store_unavailable("telemetry high-water marks unavailable"):
+                try:
+                    entry = await self._hwm_kv.get(subjects.hwm_key(node_id, boot_id))
+                    self._hwm[key] = int(entry.value or b"0")
+                except KeyNotFoundError:
+                    self._hwm[key] = 0
         return self._hwm[key]
 
     async def accept(self, batch: telemetry_pb2.TelemetryBatch) -> IngestResult:
@@ -52,26 +54,30 @@ class TelemetryIngest:
         hwm = await self.high_water_mark(batch.node_id, batch.boot_id)
         if batch.seq <= hwm:
             return IngestResult(duplicate=True, acked_seq=hwm)
-        ack = await self._js.publish(
+        with store_unavailable("telemetry stream unavailable"):
+            ack = await self._publish(batch)
+            await self._hwm_kv.put(
+                subjects.hwm_key(batch.node_id, batch.boot_id), str(batch.seq).encode()
+            )
+        self._hwm[(batch.node_id, batch.boot_id)] = batch.seq
+        return IngestResult(duplicate=bool(ack.duplicate), acked_seq=batch.seq)
+
+    async def _publish(self, batch: telemetry_pb2.TelemetryBatch) -> api.PubAck:
+        return await self._js.publish(
             subjects.telemetry_subject(batch.node_id),
             batch.SerializeToString(),
             headers={
                 "Nats-Msg-Id": subjects.telemetry_msg_id(batch.node_id, batch.boot_id, batch.seq)
             },
         )
-        await self._hwm_kv.put(
-            subjects.hwm_key(batch.node_id, batch.boot_id), str(batch.seq).encode()
-        )
-        self._hwm[(batch.node_id, batch.boot_id)] = batch.seq
-        return IngestResult(duplicate=bool(ack.duplicate), acked_seq=batch.seq)
+
+
+def validate_boot_id(boot_id: str) -> None:
+    if not boot_id or len(boot_id) > 64 or not all(c.isalnum() or c == "-" for c in boot_id):
+        raise InvalidArgument("boot_id must be 1-64 letters, digits or '-'", reason="BAD_BOOT_ID")
 
 
 def validate_batch(batch: telemetry_pb2.TelemetryBatch) -> None:
-    if not batch.boot_id or not all(c.isalnum() or c == "-" for c in batch.boot_id):
-        raise InvalidArgument(
-            "batch boot_id must be non-empty, letters, digits and '-'", reason="BAD_BATCH"
-        )
-    if len(batch.boot_id) > 64:
-        raise InvalidArgument("batch boot_id longer than 64 characters", reason="BAD_BATCH")
+    validate_boot_id(batch.boot_id)
     if batch.seq < 1:
         raise InvalidArgument("batch seq must start at 1", reason="BAD_BATCH")

@@ -19,6 +19,7 @@ from nats.js.errors import NoKeysError
 from nats.js.kv import KeyValue
 
 from hub.events import EventPublisher
+from hub.state import store_unavailable
 from sentinel.durations import from_timestamp, to_timestamp
 from sentinel.selectors import Selector
 from sentinel.v1 import agent_pb2, fleet_pb2, telemetry_pb2
@@ -37,6 +38,9 @@ class Registry:
         self._connections: dict[str, int] = {}
         self._tokens = itertools.count(1)
         self._changed = asyncio.Condition()
+        # Highest gap end counted per (node, boot); in memory, so a gap re-sent across a
+        # hub restart can be counted twice (the durability work moves it to KV).
+        self._gap_high_water: dict[tuple[str, str], int] = {}
 
     async def load(self) -> int:
         try:
@@ -109,6 +113,11 @@ class Registry:
         await self._save(node)
 
     async def gap_announced(self, node_id: str, gap: telemetry_pb2.TelemetryGap) -> None:
+        """Count a gap once: an agent re-sends a gap whose acknowledgement it missed."""
+        key = (node_id, gap.boot_id)
+        if gap.to_seq <= self._gap_high_water.get(key, 0):
+            return
+        self._gap_high_water[key] = gap.to_seq
         node = self._nodes[node_id]
         node.counters.gaps_announced += 1
         node.counters.batches_in_gaps += gap.to_seq - gap.from_seq + 1
@@ -165,7 +174,8 @@ class Registry:
         )
 
     async def _save(self, node: fleet_pb2.Node) -> None:
-        await self._kv.put(node.node_id, node.SerializeToString())
+        with store_unavailable("node registry unavailable"):
+            await self._kv.put(node.node_id, node.SerializeToString())
         async with self._changed:
             self._changed.notify_all()
 

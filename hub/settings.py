@@ -34,6 +34,8 @@ class FleetSettings:
     offline_after: timedelta = timedelta(seconds=15)
     telemetry_retention: timedelta = timedelta(hours=24)
     hello_timeout_s: float = 10.0
+    # How long a JetStream write may take before the batch is refused (UNAVAILABLE).
+    store_timeout_s: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,11 +7,15 @@ replica) rebuilds its view from these.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 
 import nats
+import nats.errors
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
@@ -34,7 +38,9 @@ class HubState:
     telemetry_hwm: KeyValue
 
     @classmethod
-    async def open(cls, url: str, *, telemetry_retention: timedelta) -> HubState:
+    async def open(
+        cls, url: str, *, telemetry_retention: timedelta, timeout_s: float = 5.0
+    ) -> HubState:
         try:
             nc = await nats.connect(
                 url,
@@ -47,7 +53,7 @@ class HubState:
             raise Unavailable(
                 f"cannot reach NATS at {url}: {exc}", reason="NATS_UNAVAILABLE"
             ) from exc
-        js = nc.jetstream()
+        js = nc.jetstream(timeout=timeout_s)
         await ensure_stream(
             js,
             api.StreamConfig(
@@ -76,9 +82,30 @@ class HubState:
         )
         return cls(nc, js, nodes, hwm)
 
-    async def close(self) -> None:
-        if not self.nc.is_closed:
-            await self.nc.drain()
+    async def close(self, timeout_s: float = 5.0) -> None:
+        """Flush and close; a NATS that is already gone must not hold up a shutdown."""
+        if self.nc.is_closed:
+            return
+        if not self.nc.is_connected:  # reconnecting: there is nobody to flush to
+            with contextlib.suppress(nats.errors.Error, OSError):
+                await self.nc.close()
+            return
+        try:
+            await asyncio.wait_for(self.nc.drain(), timeout_s)
+        except (nats.errors.Error, TimeoutError) as exc:
+            log.warning("NATS did not drain cleanly: %r", exc)
+            with contextlib.suppress(nats.errors.Error, OSError):
+                await self.nc.close()
+
+
+@contextlib.contextmanager
+def store_unavailable(what: str) -> Iterator[None]:
+    """Turn a failed JetStream write into Unavailable: the caller gets UNAVAILABLE with
+    reason STORE_UNAVAILABLE, nothing is acknowledged, and the agent sends it again."""
+    try:
+        yield
+    except (nats.errors.Error, TimeoutError) as exc:
+        raise Unavailable(f"{what}: {exc!r}", reason="STORE_UNAVAILABLE") from exc
 
 
 async def ensure_stream(js: JetStreamContext, config: api.StreamConfig) -> None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -56,7 +56,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     return Pki(directory, rogue)
 
 
-def hub_settings(pki: Pki, data_dir: Path, **fleet: timedelta) -> HubSettings:
+def hub_settings(pki: Pki, data_dir: Path, **fleet: Any) -> HubSettings:
     return HubSettings(
         certs_dir=pki.directory,
         listen="127.0.0.1:0",

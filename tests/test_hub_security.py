@@ -170,3 +170,46 @@ async def test_bad_selector_and_page_token_are_invalid_arguments(
         await stub.GetNode(fleet_pb2.GetNodeRequest(node_id="nope"), timeout=10)
     assert missing.value.code() == grpc.StatusCode.NOT_FOUND
     assert reason_of(missing.value) == "NODE_NOT_FOUND"
+
+
+@pytest.mark.parametrize(
+    ("messages", "reason"),
+    [
+        ([{"heartbeat": {}}], "HELLO_MISSING"),
+        ([{"hello": {"node_id": "node-a", "boot_id": "bad boot/id"}}], "BAD_BOOT_ID"),
+        (
+            [
+                {"hello": {"node_id": "node-a", "boot_id": "b00t"}},
+                {"batch": {"boot_id": "b00t", "seq": 0}},
+            ],
+            "BAD_BATCH",
+        ),
+        (
+            [
+                {"hello": {"node_id": "node-a", "boot_id": "b00t"}},
+                {"gap": {"boot_id": "b00t", "from_seq": 5, "to_seq": 2}},
+            ],
+            "BAD_GAP",
+        ),
+        (
+            [
+                {"hello": {"node_id": "node-a", "boot_id": "b00t"}},
+                {"hello": {"node_id": "node-a", "boot_id": "b00t"}},
+            ],
+            "UNEXPECTED_MESSAGE",
+        ),
+    ],
+)
+async def test_malformed_agent_streams_are_invalid_arguments(
+    hub: Hub, pki: Pki, channel_to: Channels, messages: list[dict[str, object]], reason: str
+) -> None:
+    call = agent_pb2_grpc.AgentServiceStub(channel_to(pki.node("node-a"))).Connect()
+    for message in messages:
+        await call.write(agent_pb2.ConnectRequest(**message))  # type: ignore[arg-type]
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        while True:
+            await call.read()
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert reason_of(caught.value) == reason
+    node = hub.registry.get("node-a")
+    assert node is None or (node.counters.batches_received, node.counters.gaps_announced) == (0, 0)

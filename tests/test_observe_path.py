@@ -8,7 +8,7 @@ import json
 import shutil
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
@@ -24,6 +24,7 @@ from hub.app import Hub
 from hub.registry import OFFLINE, ONLINE
 from sentinel import subjects
 from sentinel.errors import ConfigError
+from sentinel.rpc_errors import reason_of
 from sentinel.tls import TlsFiles
 from sentinel.v1 import agent_pb2, agent_pb2_grpc, fleet_pb2, fleet_pb2_grpc
 from tests.conftest import Pki, hub_settings, within
@@ -220,15 +221,20 @@ async def test_node_online_and_offline_events_on_nats(hub: Hub, pki: Pki, tmp_pa
     assert offline["data"]["reason"] in {"stream_closed", "stream_cancelled"}  # type: ignore[index]
 
 
-async def test_silent_node_goes_offline_after_the_threshold(pki: Pki, tmp_path: Path) -> None:
-    hub = await Hub.start(hub_settings(pki, tmp_path / "hub", offline_after=timedelta(seconds=1)))
-    try:
-        async with grpc.aio.secure_channel(hub.address, _creds(pki.node("node-c"))) as channel:
-            call, _ = await open_stream(channel, "node-c")
-            await within(hub.registry.wait_for(lambda: _state(hub, "node-c") == OFFLINE))
-            call.cancel()
-    finally:
-        await hub.stop()
+async def test_silent_node_goes_offline_after_the_threshold(
+    hub: Hub, pki: Pki, channel_to: Channels
+) -> None:
+    silent, _ = await open_stream(channel_to(pki.node("node-c")), "node-c")
+    chatty, _ = await open_stream(channel_to(pki.node("node-a")), "node-a")
+    threshold = hub.settings.fleet.offline_after
+    assert threshold == timedelta(seconds=15)
+    later = datetime.now(UTC) + threshold + timedelta(seconds=1)
+    hub.registry.touch("node-a", later)  # node-a spoke just now, node-c 16 s ago
+    assert await hub.registry.sweep(later, threshold) == ["node-c"]
+    assert (_state(hub, "node-c"), _state(hub, "node-a")) == (OFFLINE, ONLINE)
+    assert await hub.registry.sweep(later, threshold) == []  # already offline: once only
+    silent.cancel()
+    chatty.cancel()
 
 
 async def test_list_nodes_pages_and_selects_by_label(
@@ -317,3 +323,76 @@ async def _outbox_reaches(agent: Agent, count: int) -> None:
     while len(agent.outbox) < count:
         agent.outbox.changed.clear()
         await agent.outbox.changed.wait()
+
+
+async def test_a_batch_the_store_cannot_take_is_refused_not_acknowledged(
+    pki: Pki, tmp_path: Path
+) -> None:
+    hub = await Hub.start(hub_settings(pki, tmp_path / "hub", store_timeout_s=1.0))
+    try:
+        async with grpc.aio.secure_channel(hub.address, _creds(pki.node("node-a"))) as channel:
+            call, _ = await open_stream(channel, "node-a")
+            assert (await send_batch(call, 1)).seq == 1
+            assert hub._embedded is not None
+            await hub._embedded.stop()  # JetStream goes away under the hub
+            await call.write(agent_pb2.ConnectRequest(batch={"boot_id": "b00t", "seq": 2}))
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await within(call.read())
+            assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert reason_of(caught.value) == "STORE_UNAVAILABLE"
+        node = hub.registry.get("node-a")
+        assert node is not None and node.counters.last_acked_seq == 1
+    finally:
+        await hub.stop()
+
+
+async def test_outbox_overflow_during_an_outage_is_announced_as_a_gap(
+    pki: Pki, tmp_path: Path
+) -> None:
+    settings = hub_settings(pki, tmp_path / "hub")
+    first = await Hub.start(settings)
+    agent = await Agent.start(
+        replace(agent_settings(pki, first, tmp_path / "agent"), max_pending_batches=3)
+    )
+    try:
+        await within(first.registry.wait_for(lambda: _batches(first, "node-a") >= 1))
+        await first.stop()
+        await within(_dropped_reaches(agent, 3))
+        second = await Hub.start(replace(settings, listen=f"127.0.0.1:{first.port}"))
+        gaps: asyncio.Queue[dict[str, object]] = asyncio.Queue()
+        observer = await nats.connect(second.nats_url)
+
+        async def collect(msg: Msg) -> None:
+            gaps.put_nowait(json.loads(msg.data))
+
+        await observer.subscribe("sentinel.events.telemetry.gap.node-a", cb=collect)
+        try:
+            await within(second.registry.wait_for(lambda: _gaps(second, "node-a") >= 1))
+            event = await within(gaps.get())
+            await agent.stop()
+            node = second.registry.get("node-a")
+            assert node is not None
+            # Every batch is either in the stream or inside an announced gap: none vanished.
+            in_stream = await stream_count(second, "node-a")
+            assert in_stream + node.counters.batches_in_gaps == agent.sequence.last_allocated
+            # The agent may have dropped batches the hub had stored (their acks were lost).
+            assert 1 <= node.counters.batches_in_gaps <= agent.outbox.dropped_batches
+            assert isinstance(event, dict)
+            assert event["type"] == "io.sentinel.telemetry.gap"
+            assert event["data"]["reason"] == "overflow"  # type: ignore[index]
+        finally:
+            await observer.close()
+            await second.stop()
+    finally:
+        await agent.stop()
+
+
+async def _dropped_reaches(agent: Agent, count: int) -> None:
+    while agent.outbox.dropped_batches < count:
+        agent.outbox.changed.clear()
+        await agent.outbox.changed.wait()
+
+
+def _gaps(hub: Hub, node_id: str) -> int:
+    node = hub.registry.get(node_id)
+    return node.counters.gaps_announced if node else 0
