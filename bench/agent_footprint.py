@@ -52,18 +52,46 @@ def run_agent(seconds: float, gpus: int, sample_interval: str) -> dict[str, floa
         certs.init_ca(base / "certs")
         certs.issue_node_certificate(base / "certs", "bench-node")
         hub = subprocess.Popen(
-            [str(BIN / "sentinel"), "hub", "--certs", str(base / "certs"), "--listen",
-             "127.0.0.1:0", "--data-dir", str(base / "hub")],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            [
+                str(BIN / "sentinel"),
+                "hub",
+                "--certs",
+                str(base / "certs"),
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+                str(base / "hub"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         try:
             assert hub.stdout is not None
             address = hub.stdout.readline().split()[4]  # "sentinel hub listening on ADDR"
             agent = subprocess.Popen(
-                [str(BIN / "sentinel"), "agent", "run", "--hub", address, "--certs",
-                 str(base / "certs"), "--data-dir", str(base / "agent"), "--nvml-replay",
-                 "builtin:h200", "--replay-gpus", str(gpus), "--sample-interval",
-                 sample_interval, "--log-level", "warning"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                [
+                    str(BIN / "sentinel"),
+                    "agent",
+                    "run",
+                    "--hub",
+                    address,
+                    "--certs",
+                    str(base / "certs"),
+                    "--data-dir",
+                    str(base / "agent"),
+                    "--nvml-replay",
+                    "builtin:h200",
+                    "--replay-gpus",
+                    str(gpus),
+                    "--sample-interval",
+                    sample_interval,
+                    "--log-level",
+                    "warning",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             proc = psutil.Process(agent.pid)
             time.sleep(5)  # start-up (imports, inventory) is not steady state
             cpu0 = sum(proc.cpu_times()[:2])
@@ -81,8 +109,11 @@ def run_agent(seconds: float, gpus: int, sample_interval: str) -> dict[str, floa
             hub.wait(30)
     interval_s = float(sample_interval.rstrip("s"))
     samples = elapsed / interval_s
-    return {"rss_mib": statistics.median(rss) / 2**20, "cpu_ms_per_sample": cpu * 1000 / samples,
-            "cpu_percent": 100 * cpu / elapsed}
+    return {
+        "rss_mib": statistics.median(rss) / 2**20,
+        "cpu_ms_per_sample": cpu * 1000 / samples,
+        "cpu_percent": 100 * cpu / elapsed,
+    }
 
 
 def main() -> None:
@@ -91,15 +122,25 @@ def main() -> None:
     parser.add_argument("--gpus", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--write", action="store_true", help="append to bench/RESULTS.md")
     args = parser.parse_args()
-    machine = (f"{platform.machine()}, {psutil.cpu_count()} CPUs, "
-               f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python "
-               f"{platform.python_version()}")
+    machine = (
+        f"{platform.machine()}, {psutil.cpu_count()} CPUs, "
+        f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python "
+        f"{platform.python_version()}"
+    )
     rows = []
     for gpus in args.gpus:
         agent = run_agent(args.seconds, gpus, "1s")
         raw = raw_collector_cpu_ms(gpus)
-        rows.append((gpus, agent["rss_mib"], agent["cpu_ms_per_sample"], raw,
-                     agent["cpu_ms_per_sample"] / raw, agent["cpu_percent"]))
+        rows.append(
+            (
+                gpus,
+                agent["rss_mib"],
+                agent["cpu_ms_per_sample"],
+                raw,
+                agent["cpu_ms_per_sample"] / raw,
+                agent["cpu_percent"],
+            )
+        )
     lines = [
         f"### Agent footprint ({datetime.now(UTC):%Y-%m-%d}, {machine})",
         "",
@@ -110,8 +151,10 @@ def main() -> None:
         "| GPUs | agent RSS (MiB) | agent CPU / sample (ms) | collectors alone (ms) "
         "| ratio | agent CPU (%) |",
         "| ---: | ---: | ---: | ---: | ---: | ---: |",
-        *(f"| {g} | {r:.1f} | {c:.2f} | {w:.2f} | {q:.1f}x | {p:.2f} |"
-          for g, r, c, w, q, p in rows),
+        *(
+            f"| {g} | {r:.1f} | {c:.2f} | {w:.2f} | {q:.1f}x | {p:.2f} |"
+            for g, r, c, w, q, p in rows
+        ),
         "",
     ]
     print("\n".join(lines))
