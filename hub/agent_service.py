@@ -21,6 +21,7 @@ from hub.registry import Registry
 from hub.settings import FleetSettings
 from sentinel.durations import to_proto_duration, to_timestamp
 from sentinel.errors import InvalidArgument, PermissionDenied
+from sentinel.selectors import validate_label
 from sentinel.v1 import agent_pb2, agent_pb2_grpc, telemetry_pb2
 
 log = logging.getLogger(__name__)
@@ -144,6 +145,8 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                 node_id=node_id,
             )
         validate_boot_id(hello.boot_id)
+        for key, value in hello.labels.items():
+            validate_label(key, value)
         return hello
 
     async def _handle(

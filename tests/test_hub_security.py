@@ -178,6 +178,10 @@ async def test_bad_selector_and_page_token_are_invalid_arguments(
         ([{"heartbeat": {}}], "HELLO_MISSING"),
         ([{"hello": {"node_id": "node-a", "boot_id": "bad boot/id"}}], "BAD_BOOT_ID"),
         (
+            [{"hello": {"node_id": "node-a", "boot_id": "b00t", "labels": {"a b": "c"}}}],
+            "INVALID_LABEL",
+        ),
+        (
             [
                 {"hello": {"node_id": "node-a", "boot_id": "b00t"}},
                 {"batch": {"boot_id": "b00t", "seq": 0}},
