@@ -8,9 +8,11 @@ by the server (random) and read back from its ports file, so two instances never
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import json
 import logging
 import shutil
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -19,6 +21,16 @@ from pathlib import Path
 from sentinel.errors import ConfigError, Unavailable
 
 log = logging.getLogger(__name__)
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to SIGTERM it when the hub dies, even by
+    SIGKILL, so no orphaned nats-server keeps the JetStream store locked."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def find_nats_server() -> Path:
@@ -66,6 +78,7 @@ class EmbeddedNats:
             stdout=log_file,
             stderr=log_file,
             stdin=asyncio.subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
         )
         log_file.close()
         url = await cls._await_ports(process, ports_dir, startup_timeout_s)

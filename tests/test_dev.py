@@ -12,6 +12,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import psutil
+
 BIN = Path(sys.executable).parent
 DEADLINE_S = 60.0
 
@@ -220,3 +222,38 @@ def test_agent_refuses_a_node_id_that_is_not_its_certificates(tmp_path: Path) ->
         f"{certs_dir / 'nodes' / 'edge-2.crt'}\n"
     )
     assert "Traceback" not in result.stderr
+
+
+def test_embedded_nats_dies_with_a_killed_hub(tmp_path: Path) -> None:
+    certs_dir = tmp_path / "certs"
+    subprocess.run(
+        [str(BIN / "sentinel"), "certs", "init", "--dir", str(certs_dir)],
+        check=True,
+        capture_output=True,
+    )
+    hub = subprocess.Popen(
+        [
+            str(BIN / "sentinel"),
+            "hub",
+            "--certs",
+            str(certs_dir),
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            str(tmp_path / "hub"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _read_until(hub, "sentinel hub listening on")
+        (nats_server,) = [
+            c for c in psutil.Process(hub.pid).children() if c.name() == "nats-server"
+        ]
+    finally:
+        hub.kill()
+        hub.communicate(timeout=30)
+    # SIGKILL gives the hub no chance to clean up: the kernel must end the child.
+    nats_server.wait(timeout=20)
+    assert not nats_server.is_running()
