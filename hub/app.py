@@ -116,7 +116,9 @@ class Hub:
                 port = server.add_secure_port(settings.listen, server_credentials(tls))
             except RuntimeError as exc:
                 raise ConfigError(
-                    f"cannot listen on {settings.listen}: {exc}", reason="LISTEN_FAILED"
+                    f"cannot listen on {settings.listen}: the address is in use or not local "
+                    "(is another hub running? choose another with --listen)",
+                    reason="LISTEN_FAILED",
                 ) from exc
             await server.start()
             undo.push_async_callback(server.stop, 0)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import grpc
 import nats
+import psutil
 import pytest
 from nats.aio.msg import Msg
 
@@ -396,3 +398,21 @@ async def _dropped_reaches(agent: Agent, count: int) -> None:
 def _gaps(hub: Hub, node_id: str) -> int:
     node = hub.registry.get(node_id)
     return node.counters.gaps_announced if node else 0
+
+
+async def test_a_hub_that_cannot_listen_says_so_and_leaves_nothing_running(
+    pki: Pki, tmp_path: Path
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        before = {p.pid for p in psutil.process_iter(["name"]) if p.info["name"] == "nats-server"}
+        with pytest.raises(ConfigError) as caught:
+            await Hub.start(
+                replace(hub_settings(pki, tmp_path / "hub"), listen=f"127.0.0.1:{port}")
+            )
+    assert caught.value.reason == "LISTEN_FAILED"
+    assert str(caught.value).startswith(f"cannot listen on 127.0.0.1:{port}: ")
+    after = {p.pid for p in psutil.process_iter(["name"]) if p.info["name"] == "nats-server"}
+    assert after <= before  # the embedded nats-server it started was stopped again
