@@ -12,7 +12,6 @@ process, so the ratio is what the agent adds on top of the collection itself.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
+from report import machine, report
 
 import certs
 from edge_agent.collectors.gpu import GpuCollector
@@ -29,7 +29,6 @@ from edge_agent.collectors.host import HostCollector
 from edge_agent.nvml.loader import open_gpu_backend
 
 BIN = Path(sys.executable).parent
-RESULTS = Path(__file__).parent / "RESULTS.md"
 
 
 def raw_collector_cpu_ms(gpus: int, samples: int = 300) -> float:
@@ -122,11 +121,6 @@ def main() -> None:
     parser.add_argument("--gpus", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--write", action="store_true", help="append to bench/RESULTS.md")
     args = parser.parse_args()
-    machine = (
-        f"{platform.machine()}, {psutil.cpu_count()} CPUs, "
-        f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python "
-        f"{platform.python_version()}"
-    )
     rows = []
     for gpus in args.gpus:
         agent = run_agent(args.seconds, gpus, "1s")
@@ -142,7 +136,7 @@ def main() -> None:
             )
         )
     lines = [
-        f"### Agent footprint ({datetime.now(UTC):%Y-%m-%d}, {machine})",
+        f"### Agent footprint ({datetime.now(UTC):%Y-%m-%d}, {machine()})",
         "",
         f"`python bench/agent_footprint.py --seconds {args.seconds:g}`: real `sentinel agent "
         "run` (NVML replay, 1 s samples, 5 s batches) against a real hub; median RSS; CPU "
@@ -157,10 +151,7 @@ def main() -> None:
         ),
         "",
     ]
-    print("\n".join(lines))
-    if args.write:
-        with RESULTS.open("a") as handle:
-            handle.write("\n".join(lines) + "\n")
+    report(lines, write=args.write)
 
 
 if __name__ == "__main__":

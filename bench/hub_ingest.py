@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import platform
 import statistics
 import sys
 import tempfile
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import nats
 import psutil
+from report import machine, report
 
 import certs
 from edge_agent.collectors.gpu import GpuCollector
@@ -34,7 +34,6 @@ from sentinel.tls import TlsFiles, secure_aio_channel
 from sentinel.v1 import agent_pb2, agent_pb2_grpc, telemetry_pb2
 
 BIN = Path(sys.executable).parent
-RESULTS = Path(__file__).parent / "RESULTS.md"
 
 
 def realistic_sample() -> telemetry_pb2.Sample:
@@ -175,13 +174,8 @@ def main() -> None:
     parser.add_argument("--write", action="store_true", help="append to bench/RESULTS.md")
     args = parser.parse_args()
     result = asyncio.run(measure(args.nodes, args.batches, args.window))
-    machine = (
-        f"{platform.machine()}, {psutil.cpu_count()} CPUs, "
-        f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python "
-        f"{platform.python_version()}"
-    )
     lines = [
-        f"### Hub ingest ({datetime.now(UTC):%Y-%m-%d}, {machine})",
+        f"### Hub ingest ({datetime.now(UTC):%Y-%m-%d}, {machine()})",
         "",
         f"`python bench/hub_ingest.py --nodes {args.nodes} --batches {args.batches} --window "
         f"{args.window}`: {args.nodes} mTLS agent streams, {result['bytes']:.0f}-byte batches, "
@@ -197,10 +191,7 @@ def main() -> None:
         f"{result['rate'] / result['ceiling']:.2f} |",
         "",
     ]
-    print("\n".join(lines))
-    if args.write:
-        with RESULTS.open("a") as handle:
-            handle.write("\n".join(lines) + "\n")
+    report(lines, write=args.write)
 
 
 if __name__ == "__main__":

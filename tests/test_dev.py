@@ -127,39 +127,45 @@ def _wait_for_node_with_sample(config_path: Path, node_id: str) -> dict[str, obj
     raise AssertionError(f"node {node_id} never showed a sample")
 
 
-def test_hub_and_agent_processes_stop_cleanly_on_sigterm(tmp_path: Path) -> None:
+def sentinel(*args: str) -> list[str]:
+    return [str(BIN / "sentinel"), *args]
+
+
+def make_certs(tmp_path: Path, *node_ids: str) -> Path:
+    """A CA (and node certificates) made through the real CLI."""
     certs_dir = tmp_path / "certs"
     subprocess.run(
-        [str(BIN / "sentinel"), "certs", "init", "--dir", str(certs_dir)],
-        check=True,
-        capture_output=True,
+        sentinel("certs", "init", "--dir", str(certs_dir)), check=True, capture_output=True
     )
-    subprocess.run(
-        [str(BIN / "sentinel"), "certs", "issue", "--dir", str(certs_dir), "--node", "edge-1"],
-        check=True,
-        capture_output=True,
-    )
+    for node_id in node_ids:
+        subprocess.run(
+            sentinel("certs", "issue", "--dir", str(certs_dir), "--node", node_id),
+            check=True,
+            capture_output=True,
+        )
+    return certs_dir
+
+
+def start_hub(certs_dir: Path, data_dir: Path) -> tuple[subprocess.Popen[str], str]:
+    """A `sentinel hub` process on a free port, and its address once it listens."""
     hub = subprocess.Popen(
-        [
-            str(BIN / "sentinel"),
-            "hub",
-            "--certs",
-            str(certs_dir),
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            str(tmp_path / "hub"),
-        ],
+        sentinel(
+            "hub", "--certs", str(certs_dir), "--listen", "127.0.0.1:0", "--data-dir", str(data_dir)
+        ),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+    banner = _read_until(hub, "sentinel hub listening on")
+    return hub, banner.split()[4]
+
+
+def test_hub_and_agent_processes_stop_cleanly_on_sigterm(tmp_path: Path) -> None:
+    certs_dir = make_certs(tmp_path, "edge-1")
+    hub, address = start_hub(certs_dir, tmp_path / "hub")
     try:
-        banner = _read_until(hub, "sentinel hub listening on")
-        address = banner.split()[4]
         agent = subprocess.Popen(
-            [
-                str(BIN / "sentinel"),
+            sentinel(
                 "agent",
                 "run",
                 "--hub",
@@ -168,7 +174,7 @@ def test_hub_and_agent_processes_stop_cleanly_on_sigterm(tmp_path: Path) -> None
                 str(certs_dir),
                 "--data-dir",
                 str(tmp_path / "agent"),
-            ],
+            ),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -186,20 +192,9 @@ def test_hub_and_agent_processes_stop_cleanly_on_sigterm(tmp_path: Path) -> None
 
 
 def test_agent_refuses_a_node_id_that_is_not_its_certificates(tmp_path: Path) -> None:
-    certs_dir = tmp_path / "certs"
-    subprocess.run(
-        [str(BIN / "sentinel"), "certs", "init", "--dir", str(certs_dir)],
-        check=True,
-        capture_output=True,
-    )
-    subprocess.run(
-        [str(BIN / "sentinel"), "certs", "issue", "--dir", str(certs_dir), "--node", "edge-1"],
-        check=True,
-        capture_output=True,
-    )
+    certs_dir = make_certs(tmp_path, "edge-1")
     result = subprocess.run(
-        [
-            str(BIN / "sentinel"),
+        sentinel(
             "agent",
             "run",
             "--hub",
@@ -210,7 +205,7 @@ def test_agent_refuses_a_node_id_that_is_not_its_certificates(tmp_path: Path) ->
             str(tmp_path / "agent"),
             "--node-id",
             "edge-2",
-        ],
+        ),
         capture_output=True,
         text=True,
         timeout=60,
@@ -225,29 +220,8 @@ def test_agent_refuses_a_node_id_that_is_not_its_certificates(tmp_path: Path) ->
 
 
 def test_embedded_nats_dies_with_a_killed_hub(tmp_path: Path) -> None:
-    certs_dir = tmp_path / "certs"
-    subprocess.run(
-        [str(BIN / "sentinel"), "certs", "init", "--dir", str(certs_dir)],
-        check=True,
-        capture_output=True,
-    )
-    hub = subprocess.Popen(
-        [
-            str(BIN / "sentinel"),
-            "hub",
-            "--certs",
-            str(certs_dir),
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            str(tmp_path / "hub"),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    hub, _ = start_hub(make_certs(tmp_path), tmp_path / "hub")
     try:
-        _read_until(hub, "sentinel hub listening on")
         (nats_server,) = [
             c for c in psutil.Process(hub.pid).children() if c.name() == "nats-server"
         ]
