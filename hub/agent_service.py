@@ -84,7 +84,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                 )
             )
             while (message := await self._next_message(incoming)) is not None:
-                self._registry.touch(node_id, self._now())
+                await self._registry.seen(node_id, self._now())
                 response = await self._handle(node_id, message)
                 if response is not None:
                     yield response

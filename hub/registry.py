@@ -92,10 +92,22 @@ class Registry:
             )
         return token
 
-    def touch(self, node_id: str, now: datetime) -> None:
+    async def seen(self, node_id: str, now: datetime) -> None:
+        """A message arrived from the node. A node the sweeper marked offline while its
+        stream stayed open (it was silent, not gone) comes back online."""
         node = self._nodes.get(node_id)
-        if node is not None:
-            node.last_seen.CopyFrom(to_timestamp(now))
+        if node is None:
+            return
+        node.last_seen.CopyFrom(to_timestamp(now))
+        if node.state == OFFLINE and node_id in self._connections:
+            node.state = ONLINE
+            await self._save(node)
+            await self._events.publish(
+                "node",
+                "online",
+                node_id,
+                {"boot_id": node.boot_id, "agent_version": node.agent_version},
+            )
 
     async def batch_received(
         self, batch: telemetry_pb2.TelemetryBatch, *, duplicate: bool, acked_seq: int
@@ -149,8 +161,7 @@ class Registry:
             for n in self._nodes.values()
             if n.state == ONLINE and now - from_timestamp(n.last_seen) > offline_after
         ]
-        for node in stale:
-            self._connections.pop(node.node_id, None)
+        for node in stale:  # the stream, if any, stays registered: see `seen`
             await self._mark_offline(node, "heartbeat_timeout")
         return [n.node_id for n in stale]
 

@@ -231,10 +231,13 @@ async def test_silent_node_goes_offline_after_the_threshold(
     threshold = hub.settings.fleet.offline_after
     assert threshold == timedelta(seconds=15)
     later = datetime.now(UTC) + threshold + timedelta(seconds=1)
-    hub.registry.touch("node-a", later)  # node-a spoke just now, node-c 16 s ago
+    await hub.registry.seen("node-a", later)  # node-a spoke just now, node-c 16 s ago
     assert await hub.registry.sweep(later, threshold) == ["node-c"]
     assert (_state(hub, "node-c"), _state(hub, "node-a")) == (OFFLINE, ONLINE)
     assert await hub.registry.sweep(later, threshold) == []  # already offline: once only
+    # node-c was silent, not gone: its next message brings it back online.
+    await silent.write(agent_pb2.ConnectRequest(heartbeat=agent_pb2.Heartbeat()))
+    await within(hub.registry.wait_for(lambda: _state(hub, "node-c") == ONLINE))
     silent.cancel()
     chatty.cancel()
 
