@@ -8,11 +8,9 @@ by the server (random) and read back from its ports file, so two instances never
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import json
 import logging
 import shutil
-import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -22,15 +20,17 @@ from sentinel.errors import ConfigError, Unavailable
 
 log = logging.getLogger(__name__)
 
-PR_SET_PDEATHSIG = 1
 
-
-def _die_with_parent() -> None:
-    """In the child, before exec: ask Linux to SIGTERM it when the hub dies, even by
-    SIGKILL, so no orphaned nats-server keeps the JetStream store locked."""
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+def _die_with_parent() -> list[str]:
+    """A command prefix that makes Linux SIGTERM nats-server when the hub dies, even by
+    SIGKILL, so no orphan keeps the JetStream store locked. util-linux's `setpriv` sets the
+    parent-death signal and execs; a Python preexec_fn would run after fork in a process
+    that holds gRPC's threads, which is unsafe. Without setpriv: no prefix (and a warning)."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None or not sys.platform.startswith("linux"):
+        log.warning("setpriv not found: nats-server may outlive a killed hub")
+        return []
+    return [setpriv, "--pdeathsig", "TERM", "--"]
 
 
 def find_nats_server() -> Path:
@@ -65,6 +65,7 @@ class EmbeddedNats:
             stale.unlink()
         log_file = (data_dir / "nats-server.log").open("ab")
         process = await asyncio.create_subprocess_exec(
+            *_die_with_parent(),
             str(find_nats_server()),
             "--addr",
             "127.0.0.1",
@@ -78,7 +79,6 @@ class EmbeddedNats:
             stdout=log_file,
             stderr=log_file,
             stdin=asyncio.subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
         )
         log_file.close()
         url = await cls._await_ports(process, ports_dir, startup_timeout_s)
