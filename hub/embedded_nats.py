@@ -79,6 +79,9 @@ class EmbeddedNats:
             stdout=log_file,
             stderr=log_file,
             stdin=asyncio.subprocess.DEVNULL,
+            # Its own session: a Ctrl-C at the terminal reaches the hub, which stops NATS
+            # last, after its own clients are done with it.
+            start_new_session=True,
         )
         log_file.close()
         url = await cls._await_ports(process, ports_dir, startup_timeout_s)

@@ -36,11 +36,13 @@ class HubState:
     js: JetStreamContext
     nodes: KeyValue
     telemetry_hwm: KeyValue
+    _events: _ConnectionLog
 
     @classmethod
     async def open(
         cls, url: str, *, telemetry_retention: timedelta, timeout_s: float = 5.0
     ) -> HubState:
+        events = _ConnectionLog()
         try:
             nc = await nats.connect(
                 url,
@@ -48,6 +50,9 @@ class HubState:
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=1,
                 connect_timeout=5,
+                error_cb=events.error,
+                disconnected_cb=events.disconnected,
+                reconnected_cb=events.reconnected,
             )
         except Exception as exc:  # nats-py raises several unrelated types on connect
             raise Unavailable(
@@ -80,10 +85,11 @@ class HubState:
         hwm = await js.create_key_value(
             bucket=subjects.TELEMETRY_HWM_BUCKET, history=1, storage=api.StorageType.FILE
         )
-        return cls(nc, js, nodes, hwm)
+        return cls(nc, js, nodes, hwm, events)
 
     async def close(self, timeout_s: float = 5.0) -> None:
         """Flush and close; a NATS that is already gone must not hold up a shutdown."""
+        self._events.closing = True
         if self.nc.is_closed:
             return
         if not self.nc.is_connected:  # reconnecting: there is nobody to flush to
@@ -106,6 +112,25 @@ def store_unavailable(what: str) -> Iterator[None]:
         yield
     except (nats.errors.Error, TimeoutError) as exc:
         raise Unavailable(f"{what}: {exc!r}", reason="STORE_UNAVAILABLE") from exc
+
+
+class _ConnectionLog:
+    """One line per NATS client event (nats-py's default logs a traceback per retry);
+    silent once the hub itself is closing the connection."""
+
+    def __init__(self) -> None:
+        self.closing = False
+
+    async def error(self, exc: Exception) -> None:
+        if not self.closing:
+            log.warning("NATS: %r", exc)
+
+    async def disconnected(self) -> None:
+        if not self.closing:
+            log.warning("NATS connection lost; reconnecting")
+
+    async def reconnected(self) -> None:
+        log.info("NATS connection restored")
 
 
 async def ensure_stream(js: JetStreamContext, config: api.StreamConfig) -> None:

@@ -38,6 +38,7 @@ def test_sentinel_dev_end_to_end(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,  # its own process group, as a terminal job has
     )
     try:
         banner = _read_until(process, "Press Ctrl-C to stop.")
@@ -83,12 +84,19 @@ def test_sentinel_dev_end_to_end(tmp_path: Path) -> None:
             check=True,
         )
         assert "sentinel.v1.FleetService" in grpcurl.stdout.split()
+        children = psutil.Process(process.pid).children(recursive=True)
+        assert [c.name() for c in children] == ["nats-server"]
     finally:
-        process.send_signal(signal.SIGINT)
+        # Ctrl-C at a terminal signals the whole foreground process group.
+        os.killpg(process.pid, signal.SIGINT)
+        stop_started = time.monotonic()
         out, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
+    assert time.monotonic() - stop_started < 10
     assert "stopping..." in out
     assert "Traceback" not in err
+    assert "NATS" not in err  # the hub stopped its clients before the server
+    assert not any(c.is_running() for c in children)
 
 
 def _read_until(process: subprocess.Popen[str], marker: str) -> str:
