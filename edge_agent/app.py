@@ -29,6 +29,7 @@ from edge_agent.settings import AgentSettings
 from edge_agent.state import SequenceState
 from sentinel import __version__
 from sentinel.durations import timestamp_now, to_proto_duration
+from sentinel.tasks import cancel_and_wait
 from sentinel.v1 import agent_pb2, telemetry_pb2
 
 log = logging.getLogger(__name__)
@@ -161,27 +162,22 @@ class Agent:
             return
         sampler, link = self._tasks
         self._tasks = []
-        sampler.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sampler
+        await cancel_and_wait(sampler)
         self.seal()
         if self.link.connected.is_set():
             await self._drain(DRAIN_TIMEOUT_S)
-        link.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await link
+        await cancel_and_wait(link)
         if self._gpu is not None:
             await asyncio.get_running_loop().run_in_executor(self._executor, self._gpu.close)
         self._executor.shutdown(wait=False, cancel_futures=True)
         log.info("agent %s stopped (%d batches unacknowledged)", self.node_id, len(self.outbox))
 
     async def _drain(self, timeout_s: float) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        while len(self.outbox) and loop.time() < deadline:
-            self.outbox.changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.outbox.changed.wait(), deadline - loop.time())
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                while len(self.outbox):
+                    self.outbox.changed.clear()
+                    await self.outbox.changed.wait()
 
     def stats(self) -> dict[str, Any]:
         return {

@@ -23,6 +23,7 @@ from edge_agent.outbox import Outbox
 from edge_agent.settings import LinkSettings
 from sentinel.durations import timestamp_now
 from sentinel.rpc_errors import describe
+from sentinel.tasks import cancel_and_wait
 from sentinel.tls import TlsFiles, secure_aio_channel
 from sentinel.v1 import agent_pb2, agent_pb2_grpc
 
@@ -71,7 +72,8 @@ class HubLink:
             try:
                 hello = self._hello()
                 await call.write(agent_pb2.ConnectRequest(hello=hello))
-                first = await asyncio.wait_for(call.read(), self._settings.hello_timeout_s)
+                async with asyncio.timeout(self._settings.hello_timeout_s):
+                    first = await call.read()
                 if first is grpc.aio.EOF or first.WhichOneof("message") != "hello_reply":
                     raise SessionEnded("hub did not answer the hello")
                 reply = first.hello_reply
@@ -98,11 +100,7 @@ class HubLink:
                 task.result()  # re-raise what ended the session
             raise SessionEnded("hub link tasks ended")
         finally:
-            for task in (sender, receiver):
-                task.cancel()
-            for task in (sender, receiver):
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            await cancel_and_wait(sender, receiver)
 
     async def _send(self, call: grpc.aio.StreamStreamCall, in_flight: set[int]) -> None:
         loop = asyncio.get_running_loop()
@@ -134,7 +132,8 @@ class HubLink:
                 last_write = loop.time()
                 continue
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._outbox.changed.wait(), idle_left)
+                async with asyncio.timeout(idle_left):
+                    await self._outbox.changed.wait()
 
     async def _receive(
         self, call: grpc.aio.StreamStreamCall, boot_id: str, in_flight: set[int]

@@ -118,7 +118,8 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         context: grpc.aio.ServicerContext,
     ) -> agent_pb2.AgentHello:
         try:
-            first = await asyncio.wait_for(anext(incoming), self._fleet.hello_timeout_s)
+            async with asyncio.timeout(self._fleet.hello_timeout_s):
+                first = await anext(incoming)
         except TimeoutError:
             await abort(
                 context,

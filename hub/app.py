@@ -27,6 +27,7 @@ from hub.server import build_server, set_serving
 from hub.settings import HubSettings
 from hub.state import HubState
 from sentinel.errors import ConfigError, SentinelError
+from sentinel.tasks import cancel_and_wait
 from sentinel.tls import TlsFiles, server_credentials
 
 log = logging.getLogger(__name__)
@@ -152,9 +153,7 @@ class Hub:
         await asyncio.sleep(0)  # let the server stop accepting first
         log.info("closing %d agent streams", self._agent_service.close_streams())
         await stopping
-        self._sweeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._sweeper
+        await cancel_and_wait(self._sweeper)
         await self.state.close()
         if self._embedded:
             await self._embedded.stop()

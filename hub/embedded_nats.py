@@ -116,7 +116,8 @@ class EmbeddedNats:
             return
         self.process.terminate()
         try:
-            await asyncio.wait_for(self.process.wait(), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await self.process.wait()
         except TimeoutError:
             self.process.kill()
             await self.process.wait()

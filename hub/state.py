@@ -97,7 +97,8 @@ class HubState:
                 await self.nc.close()
             return
         try:
-            await asyncio.wait_for(self.nc.drain(), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await self.nc.drain()
         except (nats.errors.Error, TimeoutError) as exc:
             log.warning("NATS did not drain cleanly: %r", exc)
             with contextlib.suppress(nats.errors.Error, OSError):

@@ -1,0 +1,26 @@
+"""Task ownership helpers that never swallow the caller's own cancellation.
+
+`contextlib.suppress(CancelledError)` around `await task` hides a cancel aimed at the
+*awaiting* task as well as the one we sent; `cancel_and_wait` tells them apart with
+`Task.cancelling()`. (`asyncio.wait_for` on Python 3.11 can also swallow a cancel that
+races its inner future; code here uses `asyncio.timeout` instead.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+
+async def cancel_and_wait(*tasks: asyncio.Task[object]) -> None:
+    """Cancel `tasks` and wait until they have finished; their errors are not raised."""
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        try:
+            await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # we are being cancelled ourselves: let it through
+        except Exception:
+            pass
