@@ -3,7 +3,8 @@
 A real `sentinel hub` (embedded NATS) runs as a subprocess. N raw agent streams (real
 mTLS, one node certificate each) send realistic batches (one sample, host + 1 GPU from
 the H200 capture) with up to W unacknowledged at a time, as the agent does. The
-ceiling, in the same run, against the same NATS: what ingest does without gRPC — a
+ceilings, in the same run: a raw grpc.aio AgentService over the same mTLS that only
+counts and acks (bench/raw_grpc_server.py), and what ingest does without gRPC — a
 JetStream publish with its Nats-Msg-Id and a KV put of the high-water mark, N at a time
 (the hub handles each stream's batches one after another).
 
@@ -18,8 +19,10 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import nats
 import psutil
@@ -105,65 +108,117 @@ async def raw_ceiling(url: str, count: int, window: int, payload: bytes) -> floa
     return count / elapsed
 
 
-async def measure(nodes: int, batches: int, window: int) -> dict[str, float]:
+@dataclass
+class Load:
+    """Results of one load run against one server process."""
+
+    rate: float
+    p50_ms: float
+    p99_ms: float
+    cpu_ms_per_batch: float
+
+
+async def start_server(*argv: str) -> tuple[asyncio.subprocess.Process, list[str]]:
+    """Start a server process; return it and the words of its first stdout line."""
+    process = await asyncio.create_subprocess_exec(
+        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+    )
+    assert process.stdout is not None
+    return process, (await process.stdout.readline()).decode().split()
+
+
+async def run_load(
+    address: str,
+    pid: int,
+    *,
+    layout: certs.CertLayout,
+    nodes: int,
+    batches: int,
+    window: int,
+    sample: telemetry_pb2.Sample,
+) -> Load:
+    latencies: list[float] = []
+    cpu0 = sum(psutil.Process(pid).cpu_times()[:2])
+    started = time.perf_counter()
+    await asyncio.gather(
+        *(
+            node_stream(
+                address,
+                TlsFiles.load(
+                    layout.ca_cert, layout.node_cert(f"bench-{i}"), layout.node_key(f"bench-{i}")
+                ),
+                node_id=f"bench-{i}",
+                batches=batches,
+                window=window,
+                sample=sample,
+                latencies=latencies,
+            )
+            for i in range(nodes)
+        )
+    )
+    elapsed = time.perf_counter() - started
+    cpu = sum(psutil.Process(pid).cpu_times()[:2]) - cpu0
+    latencies.sort()
+    return Load(
+        rate=nodes * batches / elapsed,
+        p50_ms=1000 * statistics.median(latencies),
+        p99_ms=1000 * latencies[int(0.99 * (len(latencies) - 1))],
+        cpu_ms_per_batch=1000 * cpu / (nodes * batches),
+    )
+
+
+async def measure(nodes: int, batches: int, window: int) -> dict[str, Any]:
     sample = realistic_sample()
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         certs.init_ca(base / "certs")
         for index in range(nodes):
             certs.issue_node_certificate(base / "certs", f"bench-{index}")
-        hub = await asyncio.create_subprocess_exec(
-            *(str(BIN / "sentinel"), "hub", "--certs", str(base / "certs")),
-            *("--listen", "127.0.0.1:0", "--data-dir", str(base / "hub")),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL,
+        layout = certs.CertLayout(base / "certs")
+        raw, words = await start_server(
+            sys.executable, str(Path(__file__).parent / "raw_grpc_server.py"), str(base / "certs")
         )
-        try:
-            assert hub.stdout is not None
-            # "sentinel hub listening on ADDR (NATS URL)"
-            words = (await hub.stdout.readline()).decode().split()
-            address, nats_url = words[4], words[6].rstrip(")")
-            layout = certs.CertLayout(base / "certs")
-            latencies: list[float] = []
-            cpu0 = sum(psutil.Process(hub.pid).cpu_times()[:2])
-            started = time.perf_counter()
-            await asyncio.gather(
-                *(
-                    node_stream(
-                        address,
-                        TlsFiles.load(
-                            layout.ca_cert,
-                            layout.node_cert(f"bench-{i}"),
-                            layout.node_key(f"bench-{i}"),
-                        ),
-                        node_id=f"bench-{i}",
-                        batches=batches,
-                        window=window,
-                        sample=sample,
-                        latencies=latencies,
-                    )
-                    for i in range(nodes)
-                )
+        try:  # "listening on ADDR"
+            raw_load = await run_load(
+                words[2],
+                raw.pid,
+                layout=layout,
+                nodes=nodes,
+                batches=batches,
+                window=window,
+                sample=sample,
             )
-            elapsed = time.perf_counter() - started
-            hub_cpu = sum(psutil.Process(hub.pid).cpu_times()[:2]) - cpu0
+        finally:
+            raw.terminate()
+            await raw.wait()
+        hub, words = await start_server(
+            str(BIN / "sentinel"),
+            "hub",
+            "--certs",
+            str(base / "certs"),
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            str(base / "hub"),
+        )
+        try:  # "sentinel hub listening on ADDR (NATS URL)"
+            hub_load = await run_load(
+                words[4],
+                hub.pid,
+                layout=layout,
+                nodes=nodes,
+                batches=batches,
+                window=window,
+                sample=sample,
+            )
             payload = telemetry_pb2.TelemetryBatch(
                 node_id="raw", boot_id="ceiling", seq=1, samples=[sample]
             ).SerializeToString()
-            ceiling = await raw_ceiling(nats_url, nodes * batches, nodes, payload)
+            jetstream = await raw_ceiling(words[6].rstrip(")"), nodes * batches, nodes, payload)
         finally:
             hub.terminate()
             await hub.wait()
-    latencies.sort()
-    total = nodes * batches
-    return {
-        "rate": total / elapsed,
-        "p50_ms": 1000 * statistics.median(latencies),
-        "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))],
-        "hub_cpu_ms": 1000 * hub_cpu / total,
-        "ceiling": ceiling,
-        "bytes": len(payload),
-    }
+    return {"hub": hub_load, "raw": raw_load, "jetstream": jetstream, "bytes": len(payload)}
 
 
 def main() -> None:
@@ -174,21 +229,27 @@ def main() -> None:
     parser.add_argument("--write", action="store_true", help="append to bench/RESULTS.md")
     args = parser.parse_args()
     result = asyncio.run(measure(args.nodes, args.batches, args.window))
+    hub, raw = result["hub"], result["raw"]
     lines = [
         f"### Hub ingest ({datetime.now(UTC):%Y-%m-%d}, {machine()})",
         "",
         f"`python bench/hub_ingest.py --nodes {args.nodes} --batches {args.batches} --window "
-        f"{args.window}`: {args.nodes} mTLS agent streams, {result['bytes']:.0f}-byte batches, "
-        f"{args.window} in flight each; ceiling = JetStream publish + KV put from one client "
-        f"to the same NATS, {args.nodes} at a time (the hub takes each stream's batches in "
-        "order). Load generator and hub share the machine.",
+        f"{args.window}`: {args.nodes} mTLS agent streams, {result['bytes']}-byte batches, "
+        f"{args.window} in flight each, against the hub and, in the same run, against a raw "
+        "grpc.aio AgentService over the same mTLS that only counts and acks "
+        "(`bench/raw_grpc_server.py`). The hub acks after JetStream's PubAck and a KV write; "
+        f"raw JetStream alone (publish + KV put, {args.nodes} at a time): "
+        f"{result['jetstream']:.0f}/s. Load generator and servers share the machine.",
         "",
-        "| acked batches/s | ack p50 (ms) | ack p99 (ms) | hub CPU per batch (ms) "
-        "| raw JetStream ceiling (/s) | ratio |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: |",
-        f"| {result['rate']:.0f} | {result['p50_ms']:.1f} | {result['p99_ms']:.1f} | "
-        f"{result['hub_cpu_ms']:.2f} | {result['ceiling']:.0f} | "
-        f"{result['rate'] / result['ceiling']:.2f} |",
+        "| server | acked batches/s | ack p50 (ms) | ack p99 (ms) | server CPU per batch (ms) |",
+        "| --- | ---: | ---: | ---: | ---: |",
+        *(
+            f"| {name} | {load.rate:.0f} | {load.p50_ms:.1f} | {load.p99_ms:.1f} | "
+            f"{load.cpu_ms_per_batch:.2f} |"
+            for name, load in (("hub", hub), ("raw gRPC", raw))
+        ),
+        "",
+        f"Hub / raw gRPC: {hub.rate / raw.rate:.2f} of the throughput.",
         "",
     ]
     report(lines, write=args.write)

@@ -14,11 +14,13 @@ import itertools
 import logging
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
+from typing import Any
 
 from nats.js.errors import NoKeysError
 from nats.js.kv import KeyValue
 
 from hub.events import EventPublisher
+from hub.health_events import health_changes
 from hub.state import store_unavailable
 from sentinel.durations import from_timestamp, to_timestamp
 from sentinel.selectors import Selector
@@ -114,15 +116,20 @@ class Registry:
     ) -> None:
         node = self._nodes[batch.node_id]
         counters = node.counters
+        changes: list[dict[str, Any]] = []
         if duplicate:
             counters.duplicates_dropped += 1
         else:
             counters.batches_received += 1
             counters.samples_received += len(batch.samples)
+            previous = node.latest_sample if node.HasField("latest_sample") else None
+            changes = health_changes(previous, batch.samples)
             if batch.samples:
                 node.latest_sample.CopyFrom(batch.samples[-1])
         counters.last_acked_seq = max(counters.last_acked_seq, acked_seq)
         await self._save(node)
+        for change in changes:
+            await self._events.publish("gpu", "health_changed", node.node_id, change)
 
     async def gap_announced(self, node_id: str, gap: telemetry_pb2.TelemetryGap) -> None:
         """Count a gap once: an agent re-sends a gap whose acknowledgement it missed."""

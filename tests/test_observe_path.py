@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import grpc
 import nats
@@ -419,3 +420,58 @@ async def test_a_hub_that_cannot_listen_says_so_and_leaves_nothing_running(
     assert str(caught.value).startswith(f"cannot listen on 127.0.0.1:{port}: ")
     after = {p.pid for p in psutil.process_iter(["name"]) if p.info["name"] == "nats-server"}
     assert after <= before  # the embedded nats-server it started was stopped again
+
+
+async def test_gpu_health_changes_become_events_with_their_cause(
+    hub: Hub, pki: Pki, channel_to: Channels
+) -> None:
+    received: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    observer = await nats.connect(hub.nats_url)
+
+    async def collect(msg: Msg) -> None:
+        received.put_nowait(json.loads(msg.data))
+
+    await observer.subscribe("sentinel.events.gpu.health_changed.node-b", cb=collect)
+    await observer.flush()
+    call, _ = await open_stream(channel_to(pki.node("node-b")), "node-b")
+    healthy = {"uuid": "GPU-1", "health": {"state": "GPU_HEALTH_STATE_HEALTHY"}}
+    failed = {
+        "uuid": "GPU-1",
+        "last_xid": 79,
+        "health": {
+            "state": "GPU_HEALTH_STATE_FAILED",
+            "reasons": [
+                {
+                    "source": "xid",
+                    "xid": 79,
+                    "detail": "GPU has fallen off the bus",
+                    "implies": "GPU_HEALTH_STATE_FAILED",
+                }
+            ],
+        },
+    }
+    try:
+        for seq, gpu in enumerate((healthy, healthy, failed, failed), start=1):
+            await call.write(
+                agent_pb2.ConnectRequest(
+                    batch={"boot_id": "b00t", "seq": seq, "samples": [{"gpus": [gpu]}]}
+                )
+            )
+            await within(call.read())
+        event = await within(received.get())
+    finally:
+        call.cancel()
+        await observer.close()
+    assert event["type"] == "io.sentinel.gpu.health_changed"
+    assert event["subject"] == "node-b"
+    data = event["data"]
+    assert (data["from_state"], data["to_state"], data["xid"], data["uuid"]) == (
+        "healthy",
+        "failed",
+        79,
+        "GPU-1",
+    )
+    assert data["reasons"] == [
+        {"source": "xid", "xid": 79, "implies": "failed", "detail": "GPU has fallen off the bus"}
+    ]
+    assert received.empty()  # healthy->healthy and failed->failed published nothing
