@@ -1,9 +1,19 @@
 #!/usr/bin/env bash
-# Installs the project with its dev tools into ./.venv (created if missing) and runs
-# the check command. This is the README's test command and what CI runs.
+# Installs promtool (Debian) when missing, the project with its dev tools into ./.venv
+# (created if missing), and runs the check command. This is the README's test command and what CI runs.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
+# promtool (Debian's prometheus package) checks both /metrics endpoints in the tests.
+if ! command -v promtool >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  else
+    echo "promtool is missing: install Debian's prometheus package (apt-get install prometheus)" >&2
+    exit 1
+  fi
+fi
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
