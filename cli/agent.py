@@ -21,6 +21,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     agent_commands = parser.add_subparsers(dest="agent_command", required=True, metavar="CMD")
     run_parser = agent_commands.add_parser("run", help="run the agent on this node")
     add_agent_arguments(run_parser, hub_required=True)
+    run_parser.add_argument(
+        "--metrics",
+        default="127.0.0.1:9400",
+        metavar="HOST:PORT",
+        help="Prometheus /metrics over plain HTTP (default 127.0.0.1:9400, dcgm-exporter's "
+        "port; '' turns it off)",
+    )
     run_parser.add_argument("--log-level", default="info")
     run_parser.set_defaults(func=_run)
 
@@ -60,6 +67,12 @@ def add_agent_arguments(parser: argparse.ArgumentParser, *, hub_required: bool) 
         help="replay a recorded NVML capture instead of the real GPU",
     )
     parser.add_argument(
+        "--nvml-replay-xids",
+        type=Path,
+        metavar="FILE",
+        help='XID events for the replay backend, JSON lines {"t": s, "gpu": i, "xid": n}',
+    )
+    parser.add_argument(
         "--replay-gpus", type=int, default=1, metavar="N", help="clone the replayed GPU N times"
     )
 
@@ -80,6 +93,7 @@ def sampling_settings(args: argparse.Namespace) -> SamplingSettings:
         sample_interval=min(sample, batch),
         nvml_replay=args.nvml_replay,
         replay_gpus=args.replay_gpus,
+        replay_xid_events=args.nvml_replay_xids,
     )
 
 
@@ -99,6 +113,7 @@ def _run(args: argparse.Namespace) -> int:
         labels=labels(args),
         link=LinkSettings(hub_address=args.hub),
         sampling=sampling_settings(args),
+        metrics_listen=args.metrics or None,
     )
     run(run_agent(settings))
     return 0

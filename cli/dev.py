@@ -67,6 +67,7 @@ def dev_config(data_dir: Path, hub: Hub, node_id: str) -> dict[str, Any]:
     return {
         "hub_address": hub.address,
         "nats_url": hub.nats_url,
+        "hub_metrics_url": hub.metrics_url,
         "certs_dir": str(layout.directory),
         "ca_cert": str(layout.ca_cert),
         "admin_cert": str(layout.user_cert("admin")),
@@ -97,7 +98,12 @@ async def run_dev(args: argparse.Namespace) -> None:
     certs_dir = data_dir / "certs"
     prepare_certs(certs_dir, node_id)
     hub = await Hub.start(
-        HubSettings(certs_dir=certs_dir, listen=args.listen, data_dir=data_dir / "hub")
+        HubSettings(
+            certs_dir=certs_dir,
+            listen=args.listen,
+            data_dir=data_dir / "hub",
+            metrics_listen="127.0.0.1:0",
+        )
     )
     try:
         agent = await Agent.start(
@@ -108,18 +114,21 @@ async def run_dev(args: argparse.Namespace) -> None:
                 labels=labels(args),
                 link=LinkSettings(hub_address=hub.address),
                 sampling=sampling_settings(args),
+                metrics_listen="127.0.0.1:0",
             )
         )
     except BaseException:
         await hub.stop()
         raise
     config = dev_config(data_dir, hub, node_id)
+    config["agent_metrics_url"] = agent.metrics_server.url if agent.metrics_server else ""
     config_path = data_dir / "dev.json"
     config_path.write_text(json.dumps(config, indent=2) + "\n")
     print(f"Sentinel dev is running: hub {hub.address}, NATS {hub.nats_url}, node {node_id}")
     print(f"  export SENTINEL_CONFIG={config_path}")
     print("  sentinel fleet ls")
     print(f"  {grpcurl_line(config)}")
+    print(f"  curl {config['agent_metrics_url']}   # dcgm-exporter names, node and agent health")
     print("Press Ctrl-C to stop.", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

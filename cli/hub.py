@@ -35,6 +35,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("--data-dir", required=True, type=Path, metavar="DIR")
     parser.add_argument(
+        "--metrics",
+        default="127.0.0.1:9401",
+        metavar="HOST:PORT",
+        help="Prometheus /metrics over plain HTTP (default 127.0.0.1:9401; '' turns it off)",
+    )
+    parser.add_argument(
         "--offline-after",
         default="15s",
         metavar="DURATION",
@@ -56,6 +62,7 @@ def _run(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         nats_url=args.nats,
         enroll_listen=args.enroll_listen,
+        metrics_listen=args.metrics or None,
         fleet=FleetSettings(
             offline_after=parse_duration(args.offline_after),
             telemetry_retention=parse_duration(args.telemetry_retention),

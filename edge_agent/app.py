@@ -17,18 +17,21 @@ import signal
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+
+from prometheus_client import CollectorRegistry
 
 from edge_agent.collectors.gpu import GpuCollector
 from edge_agent.collectors.host import HostCollector
 from edge_agent.identity import NodeCredentials, load_node_credentials
 from edge_agent.link import HubLink
+from edge_agent.metrics import AgentMetrics, AgentStatus
 from edge_agent.nvml.loader import open_gpu_backend
 from edge_agent.outbox import Outbox
 from edge_agent.settings import AgentSettings
 from edge_agent.state import SequenceState
 from sentinel import __version__
 from sentinel.durations import timestamp_now, to_proto_duration
+from sentinel.metrics_http import MetricsServer, serve_metrics
 from sentinel.tasks import cancel_and_wait
 from sentinel.v1 import agent_pb2, telemetry_pb2
 
@@ -64,6 +67,8 @@ class Agent:
         self.samples_taken = 0
         self.sample_cpu_s = 0.0
         self._pending_samples: list[telemetry_pb2.Sample] = []
+        self.metrics = AgentMetrics(CollectorRegistry(), hostname=socket.gethostname())
+        self.metrics_server: MetricsServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     @classmethod
@@ -71,7 +76,9 @@ class Agent:
         credentials = load_node_credentials(settings.certs_dir, settings.node_id)
         sequence = SequenceState.open(settings.data_dir)
         sampling = settings.sampling
-        nvml, backend = open_gpu_backend(sampling.nvml_replay, sampling.replay_gpus)
+        nvml, backend = open_gpu_backend(
+            sampling.nvml_replay, sampling.replay_gpus, xid_events=sampling.replay_xid_events
+        )
         gpu = (
             None
             if nvml is None
@@ -87,6 +94,9 @@ class Agent:
             executor=executor,
         )
         await agent._read_inventory(backend)
+        agent.metrics.set_status(agent.status)
+        if settings.metrics_listen:
+            agent.metrics_server = serve_metrics(agent.metrics.registry, settings.metrics_listen)
         agent._tasks = [
             asyncio.create_task(agent._sample_forever(), name="agent-sampler"),
             asyncio.create_task(agent.link.run(), name="agent-hub-link"),
@@ -123,9 +133,9 @@ class Agent:
         next_sample = loop.time()
         next_seal = loop.time()  # the first sample is sealed at once
         while True:
-            self._pending_samples.append(
-                await loop.run_in_executor(self._executor, self._take_sample)
-            )
+            sample = await loop.run_in_executor(self._executor, self._take_sample)
+            self._pending_samples.append(sample)
+            self.metrics.update(sample, self.gpu_inventory)
             if loop.time() >= next_seal:
                 self.seal()
                 next_seal += batch_s * max(1, int((loop.time() - next_seal) // batch_s) + 1)
@@ -170,6 +180,8 @@ class Agent:
         if self._gpu is not None:
             await asyncio.get_running_loop().run_in_executor(self._executor, self._gpu.close)
         self._executor.shutdown(wait=False, cancel_futures=True)
+        if self.metrics_server is not None:
+            await asyncio.to_thread(self.metrics_server.close)
         log.info("agent %s stopped (%d batches unacknowledged)", self.node_id, len(self.outbox))
 
     async def _drain(self, timeout_s: float) -> None:
@@ -179,13 +191,18 @@ class Agent:
                     self.outbox.changed.clear()
                     await self.outbox.changed.wait()
 
-    def stats(self) -> dict[str, Any]:
-        return {
-            "samples": self.samples_taken,
-            "pending": len(self.outbox),
-            "acks": self.link.acks_received,
-            "sessions": self.link.sessions,
-        }
+    def status(self) -> AgentStatus:
+        """The agent's own health, as /metrics shows it."""
+        return AgentStatus(
+            spool_batches=len(self.outbox),
+            gaps_announced_total=self.link.gaps_sent,
+            batches_dropped_total=self.outbox.dropped_batches,
+            reconnects_total=max(0, self.link.sessions - 1),
+            acks_total=self.link.acks_received,
+            hub_connected=self.link.connected.is_set(),
+            samples_total=self.samples_taken,
+            sample_cpu_seconds_total=self.sample_cpu_s,
+        )
 
 
 async def run_agent(settings: AgentSettings) -> None:
@@ -199,5 +216,7 @@ async def run_agent(settings: AgentSettings) -> None:
         f"sentinel agent {agent.node_id} on {socket.gethostname()} -> {settings.link.hub_address}",
         flush=True,
     )
+    if agent.metrics_server is not None:
+        print(f"metrics on {agent.metrics_server.url}", flush=True)
     await stop.wait()
     await agent.stop()

@@ -51,6 +51,7 @@ class HubLink:
         self.connected = asyncio.Event()
         self.sessions = 0
         self.acks_received = 0
+        self.gaps_sent = 0
         self.nats_url = ""
         self.last_error = ""
 
@@ -114,6 +115,7 @@ class HubLink:
             for gap in self._outbox.gaps():
                 if (gap.from_seq, gap.to_seq) not in gaps_sent:
                     self._outbox.gap_announced(gap)
+                    self.gaps_sent += 1
                     await call.write(agent_pb2.ConnectRequest(gap=gap))
                     gaps_sent.add((gap.from_seq, gap.to_seq))
             batch = self._outbox.next_after(last_sent)

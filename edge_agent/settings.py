@@ -28,6 +28,8 @@ class SamplingSettings:
     slow_counter_interval: timedelta = timedelta(seconds=30)
     nvml_replay: str | None = None
     replay_gpus: int = 1
+    # JSON lines of XID events the replay backend injects ({"t": s, "gpu": i, "xid": n}).
+    replay_xid_events: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,5 +40,7 @@ class AgentSettings:
     sampling: SamplingSettings = field(default_factory=SamplingSettings)
     node_id: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    # Prometheus /metrics (plain HTTP); None: not served.
+    metrics_listen: str | None = None
     # Unacknowledged batches kept in memory; beyond it the oldest are dropped and announced.
     max_pending_batches: int = 17_280

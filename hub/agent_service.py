@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 
@@ -17,10 +18,11 @@ import grpc
 from hub.auth import current_identity
 from hub.errors import abort
 from hub.ingest import TelemetryIngest, validate_boot_id
+from hub.metrics import HubMetrics, gap_reason_label
 from hub.registry import Registry
 from hub.settings import FleetSettings
 from sentinel.durations import to_proto_duration, to_timestamp
-from sentinel.errors import InvalidArgument, PermissionDenied
+from sentinel.errors import InvalidArgument, PermissionDenied, SentinelError
 from sentinel.selectors import validate_label
 from sentinel.v1 import agent_pb2, agent_pb2_grpc, telemetry_pb2
 
@@ -37,6 +39,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         hub_id: str,
         nats_url: str,
         clock: Callable[[], datetime],
+        metrics: HubMetrics,
     ) -> None:
         self._registry = registry
         self._ingest = ingest
@@ -44,6 +47,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         self._hub_id = hub_id
         self._nats_url = nats_url
         self._now = clock
+        self._metrics = metrics
         self._closing = asyncio.Event()
         self.open_streams = 0
 
@@ -72,6 +76,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
     ) -> AsyncIterator[agent_pb2.ConnectResponse]:
         hello = await self._read_hello(incoming, node_id, context)
         token = await self._registry.connected(hello, self._now())
+        self._metrics.agent_connected()
         reason = "stream_closed"
         try:
             yield agent_pb2.ConnectResponse(
@@ -94,6 +99,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             reason = "stream_cancelled"
             raise
         finally:
+            self._metrics.agent_disconnected()
             await self._registry.disconnected(node_id, token, reason)
 
     async def _next_message(
@@ -155,45 +161,63 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
     ) -> agent_pb2.ConnectResponse | None:
         kind = message.WhichOneof("message")
         if kind == "batch":
-            batch = message.batch
-            if batch.node_id and batch.node_id != node_id:
-                raise PermissionDenied(
-                    f"batch claims node {batch.node_id!r} on node {node_id!r}'s stream",
-                    reason="NODE_ID_MISMATCH",
-                    node_id=node_id,
-                )
-            batch.node_id = node_id
-            result = await self._ingest.accept(batch)
-            await self._registry.batch_received(
-                batch, duplicate=result.duplicate, acked_seq=result.acked_seq
-            )
-            return agent_pb2.ConnectResponse(
-                ack=agent_pb2.TelemetryAck(
-                    boot_id=batch.boot_id, seq=batch.seq, duplicate=result.duplicate
-                )
-            )
+            return await self._on_batch(node_id, message.batch)
         if kind == "gap":
-            gap = message.gap
-            validate_boot_id(gap.boot_id)
-            if gap.from_seq < 1 or gap.to_seq < gap.from_seq:
-                raise InvalidArgument(
-                    "gap range must satisfy 1 <= from_seq <= to_seq", reason="BAD_GAP"
-                )
-            # An agent may drop a batch the hub stored but whose ack it never saw: only the
-            # part of the gap above the high-water mark was really lost.
-            hwm = await self._ingest.high_water_mark(node_id, gap.boot_id)
-            if gap.to_seq > hwm:
-                lost = telemetry_pb2.TelemetryGap()
-                lost.CopyFrom(gap)
-                lost.from_seq = max(gap.from_seq, hwm + 1)
-                await self._registry.gap_announced(node_id, lost)
-            return agent_pb2.ConnectResponse(
-                gap_ack=agent_pb2.GapAck(
-                    boot_id=gap.boot_id, from_seq=gap.from_seq, to_seq=gap.to_seq
-                )
-            )
+            return await self._on_gap(node_id, message.gap)
         if kind == "heartbeat":
             return None
         raise InvalidArgument(
             f"unexpected {kind or 'empty'} message after hello", reason="UNEXPECTED_MESSAGE"
+        )
+
+    async def _on_batch(
+        self, node_id: str, batch: telemetry_pb2.TelemetryBatch
+    ) -> agent_pb2.ConnectResponse:
+        received = time.perf_counter()
+        if batch.node_id and batch.node_id != node_id:
+            self._metrics.batch_refused("NODE_ID_MISMATCH")
+            raise PermissionDenied(
+                f"batch claims node {batch.node_id!r} on node {node_id!r}'s stream",
+                reason="NODE_ID_MISMATCH",
+                node_id=node_id,
+            )
+        batch.node_id = node_id
+        try:
+            result = await self._ingest.accept(batch)
+        except SentinelError as exc:
+            self._metrics.batch_refused(exc.reason)
+            raise
+        await self._registry.batch_received(
+            batch, duplicate=result.duplicate, acked_seq=result.acked_seq
+        )
+        if result.duplicate:
+            self._metrics.duplicate_dropped()
+        else:
+            self._metrics.batch_accepted(time.perf_counter() - received)
+        return agent_pb2.ConnectResponse(
+            ack=agent_pb2.TelemetryAck(
+                boot_id=batch.boot_id, seq=batch.seq, duplicate=result.duplicate
+            )
+        )
+
+    async def _on_gap(
+        self, node_id: str, gap: telemetry_pb2.TelemetryGap
+    ) -> agent_pb2.ConnectResponse:
+        validate_boot_id(gap.boot_id)
+        if gap.from_seq < 1 or gap.to_seq < gap.from_seq:
+            raise InvalidArgument(
+                "gap range must satisfy 1 <= from_seq <= to_seq", reason="BAD_GAP"
+            )
+        # An agent may drop a batch the hub stored but whose ack it never saw: only the
+        # part of the gap above the high-water mark was really lost.
+        hwm = await self._ingest.high_water_mark(node_id, gap.boot_id)
+        if gap.to_seq > hwm:
+            lost = telemetry_pb2.TelemetryGap()
+            lost.CopyFrom(gap)
+            lost.from_seq = max(gap.from_seq, hwm + 1)
+            batches = await self._registry.gap_announced(node_id, lost)
+            if batches:
+                self._metrics.gap_recorded(batches, gap_reason_label(gap.reason))
+        return agent_pb2.ConnectResponse(
+            gap_ack=agent_pb2.GapAck(boot_id=gap.boot_id, from_seq=gap.from_seq, to_seq=gap.to_seq)
         )

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
+from prometheus_client import CollectorRegistry
 
 import certs
 from hub.agent_service import AgentService
@@ -22,11 +23,13 @@ from hub.embedded_nats import EmbeddedNats
 from hub.events import EventPublisher
 from hub.fleet_service import FleetService
 from hub.ingest import TelemetryIngest
+from hub.metrics import HubMetrics
 from hub.registry import Registry
 from hub.server import build_server, set_serving
 from hub.settings import HubSettings
 from hub.state import HubState
 from sentinel.errors import ConfigError, SentinelError
+from sentinel.metrics_http import MetricsServer, serve_metrics
 from sentinel.tasks import cancel_and_wait
 from sentinel.tls import TlsFiles, server_credentials
 
@@ -54,6 +57,7 @@ class Hub:
         port: int,
         clock: Callable[[], datetime],
         agent_service: AgentService,
+        metrics_server: MetricsServer | None,
     ) -> None:
         self.settings = settings
         self.server = server
@@ -64,12 +68,17 @@ class Hub:
         self.port = port
         self._clock = clock
         self._agent_service = agent_service
+        self._metrics_server = metrics_server
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="hub-liveness-sweeper")
 
     @property
     def address(self) -> str:
         host = self.settings.listen.rsplit(":", 1)[0]
         return f"{host}:{self.port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return self._metrics_server.url if self._metrics_server else ""
 
     @property
     def nats_url(self) -> str:
@@ -98,10 +107,19 @@ class Hub:
                 timeout_s=settings.fleet.store_timeout_s,
             )
             undo.push_async_callback(state.close)
-            registry = Registry(
-                state.nodes, EventPublisher(state.nc, source=f"sentinel-hub/{settings.hub_id}")
+            metrics = HubMetrics(CollectorRegistry())
+            events = EventPublisher(
+                state.nc,
+                source=f"sentinel-hub/{settings.hub_id}",
+                on_failure=metrics.event_publish_failed,
             )
+            registry = Registry(state.nodes, events)
             await registry.load()
+            metrics.set_nodes_by_state(registry.count_by_state)
+            metrics_server = None
+            if settings.metrics_listen:
+                metrics_server = serve_metrics(metrics.registry, settings.metrics_listen)
+                undo.callback(metrics_server.close)
             agent = AgentService(
                 registry,
                 TelemetryIngest(state.js, state.telemetry_hwm),
@@ -109,6 +127,7 @@ class Hub:
                 hub_id=settings.hub_id,
                 nats_url=nats_url,
                 clock=clock,
+                metrics=metrics,
             )
             server, health = build_server(
                 settings.limits, trust_domain, agent, FleetService(registry, state.nc)
@@ -134,6 +153,7 @@ class Hub:
                 port=port,
                 clock=clock,
                 agent_service=agent,
+                metrics_server=metrics_server,
             )
             undo.pop_all()
         log.info("hub %s serving on %s (NATS %s)", settings.hub_id, hub.address, nats_url)
@@ -154,6 +174,8 @@ class Hub:
         log.info("closing %d agent streams", self._agent_service.close_streams())
         await stopping
         await cancel_and_wait(self._sweeper)
+        if self._metrics_server is not None:
+            await asyncio.to_thread(self._metrics_server.close)
         await self.state.close()
         if self._embedded:
             await self._embedded.stop()
@@ -168,6 +190,8 @@ async def run_hub(settings: HubSettings) -> None:
         loop.add_signal_handler(sig, stop.set)
     hub = await Hub.start(settings)
     print(f"sentinel hub listening on {hub.address} (NATS {hub.nats_url})", flush=True)
+    if hub.metrics_url:
+        print(f"metrics on {hub.metrics_url}", flush=True)
     await stop.wait()
     await hub.stop()
 

@@ -4,6 +4,7 @@ an event that cannot be published is logged and counted, the fleet keeps working
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from nats.aio.client import Client as NatsClient
@@ -14,9 +15,12 @@ log = logging.getLogger(__name__)
 
 
 class EventPublisher:
-    def __init__(self, nc: NatsClient, source: str) -> None:
+    def __init__(
+        self, nc: NatsClient, source: str, on_failure: Callable[[], None] = lambda: None
+    ) -> None:
         self._nc = nc
         self._source = source
+        self._on_failure = on_failure
         self.failed = 0
 
     async def publish(self, domain: str, event: str, node_id: str, data: dict[str, Any]) -> None:
@@ -27,4 +31,5 @@ class EventPublisher:
             )
         except Exception as exc:  # a lost event must never break the data path
             self.failed += 1
+            self._on_failure()
             log.warning("could not publish %s: %s", fleet_event.subject, exc)

@@ -21,6 +21,7 @@ from nats.js.kv import KeyValue
 
 from hub.events import EventPublisher
 from hub.health_events import health_changes
+from hub.metrics import gap_reason_label
 from hub.state import store_unavailable
 from sentinel.durations import from_timestamp, to_timestamp
 from sentinel.selectors import Selector
@@ -131,28 +132,39 @@ class Registry:
         for change in changes:
             await self._events.publish("gpu", "health_changed", node.node_id, change)
 
-    async def gap_announced(self, node_id: str, gap: telemetry_pb2.TelemetryGap) -> None:
-        """Count a gap once: an agent re-sends a gap whose acknowledgement it missed."""
+    async def gap_announced(self, node_id: str, gap: telemetry_pb2.TelemetryGap) -> int:
+        """Count a gap once (an agent re-sends a gap whose acknowledgement it missed);
+        returns how many batches it newly records."""
         key = (node_id, gap.boot_id)
-        if gap.to_seq <= self._gap_high_water.get(key, 0):
-            return
+        counted = self._gap_high_water.get(key, 0)
+        if gap.to_seq <= counted:
+            return 0
+        from_seq = max(gap.from_seq, counted + 1)
         self._gap_high_water[key] = gap.to_seq
         node = self._nodes[node_id]
         node.counters.gaps_announced += 1
-        node.counters.batches_in_gaps += gap.to_seq - gap.from_seq + 1
+        batches = gap.to_seq - from_seq + 1
+        node.counters.batches_in_gaps += batches
         await self._save(node)
-        reason = telemetry_pb2.GapReason.Name(gap.reason).removeprefix("GAP_REASON_").lower()
         await self._events.publish(
             "telemetry",
             "gap",
             node_id,
             {
                 "boot_id": gap.boot_id,
-                "from_seq": gap.from_seq,
+                "from_seq": from_seq,
                 "to_seq": gap.to_seq,
-                "reason": reason,
+                "reason": gap_reason_label(gap.reason),
             },
         )
+        return batches
+
+    def count_by_state(self) -> dict[str, int]:
+        """Nodes per state, for the metrics endpoint (called from its thread: reads only)."""
+        counts = {"online": 0, "offline": 0}
+        for node in list(self._nodes.values()):
+            counts["online" if node.state == ONLINE else "offline"] += 1
+        return counts
 
     async def disconnected(self, node_id: str, token: int, reason: str) -> None:
         """Mark offline, unless a newer connection of the same node took over."""

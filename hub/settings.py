@@ -46,6 +46,8 @@ class HubSettings:
     # None: start an embedded nats-server under data_dir.
     nats_url: str | None = None
     enroll_listen: str | None = None
+    # Prometheus /metrics (plain HTTP); None: not served.
+    metrics_listen: str | None = None
     hub_id: str = field(default_factory=socket.gethostname)
     limits: ServerLimits = field(default_factory=ServerLimits)
     fleet: FleetSettings = field(default_factory=FleetSettings)

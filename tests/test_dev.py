@@ -14,6 +14,8 @@ from pathlib import Path
 
 import psutil
 
+from tests.test_metrics import promtool_findings, scrape
+
 BIN = Path(sys.executable).parent
 DEADLINE_S = 60.0
 
@@ -45,6 +47,8 @@ def test_sentinel_dev_end_to_end(tmp_path: Path) -> None:
         config_path = data_dir / "dev.json"
         config = json.loads(config_path.read_text())
         assert {
+            "agent_metrics_url",
+            "hub_metrics_url",
             "hub_address",
             "nats_url",
             "certs_dir",
@@ -84,6 +88,15 @@ def test_sentinel_dev_end_to_end(tmp_path: Path) -> None:
             check=True,
         )
         assert "sentinel.v1.FleetService" in grpcurl.stdout.split()
+
+        agent_metrics = scrape(config["agent_metrics_url"])
+        assert agent_metrics.value("DCGM_FI_DEV_GPU_TEMP", gpu="0") > 0
+        assert agent_metrics.value("sentinel_agent_hub_connected") == 1
+        assert promtool_findings(agent_metrics.text, tolerate_dcgm=True) == []
+        hub_metrics = scrape(config["hub_metrics_url"])
+        assert hub_metrics.value("sentinel_hub_telemetry_batches_total") >= 1
+        assert hub_metrics.value("sentinel_hub_agents_connected") == 1
+        assert promtool_findings(hub_metrics.text, tolerate_dcgm=False) == []
         children = psutil.Process(process.pid).children(recursive=True)
         assert [c.name() for c in children] == ["nats-server"]
     finally:

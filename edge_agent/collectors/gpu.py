@@ -15,15 +15,23 @@ call; between slow reads their last values are carried forward, so every sample 
 Never called: `nvmlDeviceGetPcieThroughput` (blocks ~21 ms; rates come from the byte counters) and
 `nvmlDeviceGetTotalEnergyConsumption` (the energy field is read at the slow rate instead).
 
+XIDs and health: `start()` also starts an XID watcher (`edge_agent.collectors.xid`, one thread
+blocked in `nvmlEventSetWait`) when the backend has NVML's event calls, as pynvml and the replay
+do. Each sample drains its events into `GpuHealthTracker` (`edge_agent.collectors.health`) and
+fills `last_xid`, `xid_counts` (cumulative since start) and `health` on every GPU; health is
+judged from counters even without a watcher. An event for a GPU outside the inventory is counted
+in `xid_events_ignored` and logged once. `close()` stops the watcher before NVML shuts down.
+
 Threading: every method here is BLOCKING: NVML calls burn CPU while they wait. The agent calls
 them in a worker thread (`asyncio.to_thread`), never on the event loop, and one at a time: the
-collector is not thread-safe.
+collector is not thread-safe (its XID watcher thread only touches its own queue).
 
 Errors: see `NvmlGuard`; "Not Supported" leaves the field unset and names it in `unsupported`.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,22 +40,25 @@ from typing import Any
 import pynvml
 
 from edge_agent.collectors.gpu_fields import (
+    CHEAP_READS,
     FAST_FIELDS,
     FIELD_BY_ID,
     SLOW_FIELDS,
     FieldKind,
     FieldSpec,
     WrappingCounter,
-    decode_clock_event_reasons,
+    read_power_usage,
 )
 from edge_agent.collectors.gpu_inventory import GpuSystemInfo, read_inventory, read_system_info
+from edge_agent.collectors.health import GpuHealthTracker
 from edge_agent.collectors.nvml_guard import NvmlGuard
+from edge_agent.collectors.xid import XidSource, XidWatcher, XidWatcherFactory
 from edge_agent.nvml.values import counter_modulus, field_number
 from sentinel.v1 import telemetry_pb2
 
+log = logging.getLogger("edge_agent.collectors.gpu")
 Metrics = telemetry_pb2.GpuMetrics
 _SLOW_FIELD_IDS = frozenset(spec.field_id for spec in SLOW_FIELDS)
-_CheapRead = Callable[[Any, Any, Metrics], None]
 
 
 @dataclass
@@ -64,7 +75,11 @@ class _Gpu:
 
 
 class GpuCollector:
-    """Samples every GPU NVML sees. Call `start()` once, then `sample()` at the agent's rate."""
+    """Samples every GPU NVML sees. Call `start()` once, then `sample()` at the agent's rate.
+
+    `xid_watcher` builds the XID watcher (None: no XID events); `health` judges each GPU (a
+    fresh `GpuHealthTracker` by default). Both use `clock`.
+    """
 
     def __init__(
         self,
@@ -72,6 +87,8 @@ class GpuCollector:
         *,
         slow_interval_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        xid_watcher: XidWatcherFactory | None = XidWatcher,
+        health: GpuHealthTracker | None = None,
     ) -> None:
         self._nvml = nvml
         self._slow_interval_s = slow_interval_s
@@ -80,6 +97,15 @@ class GpuCollector:
         self._gpus: list[_Gpu] | None = None
         self._last_slow_s: float | None = None
         self._system_guard = NvmlGuard("NVML")
+        self._watcher_factory = xid_watcher
+        self._watcher: XidSource | None = None
+        self._health = health or GpuHealthTracker()
+        self.xid_events_ignored = 0
+
+    @property
+    def xid_watcher(self) -> XidSource | None:
+        """The running XID watcher; None before start, after close, or without XID events."""
+        return self._watcher
 
     def start(self) -> list[telemetry_pb2.GpuInventory]:
         """Find the GPUs and read their static facts, once. NVMLError if GPUs cannot be listed."""
@@ -91,6 +117,7 @@ class GpuCollector:
             label = f"GPU {index} ({inventory.uuid or 'uuid unknown'})"
             self._gpus.append(_Gpu(index, inventory.uuid, handle, NvmlGuard(label)))
             inventories.append(inventory)
+        self._start_watcher(self._gpus)
         return inventories
 
     def system_info(self) -> GpuSystemInfo:
@@ -103,13 +130,46 @@ class GpuCollector:
             raise RuntimeError("GpuCollector.start() must be called before sample()")
         if self._advance is not None:
             self._advance()
-        slow_due = self._slow_due(self._clock())
-        return [self._sample_gpu(gpu, slow_due) for gpu in self._gpus]
+        now_s = self._clock()
+        slow_due = self._slow_due(now_s)
+        self._take_xids(self._gpus)
+        samples = [self._sample_gpu(gpu, slow_due) for gpu in self._gpus]
+        for metrics in samples:
+            self._health.fill(metrics, now_s)
+        return samples
 
     def close(self) -> None:
-        """Release NVML (nvmlShutdown). The collector cannot sample afterwards."""
+        """Stop the XID watcher and release NVML (nvmlShutdown). No sampling afterwards."""
         self._gpus = None
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.stop()
         self._system_guard.call(("shutdown",), self._nvml.nvmlShutdown)
+
+    def _start_watcher(self, gpus: list[_Gpu]) -> None:
+        has_events = callable(getattr(self._nvml, "nvmlEventSetCreate", None))
+        if self._watcher_factory is None or not has_events or not gpus:
+            return
+        handles = {gpu.index: gpu.handle for gpu in gpus}
+        watcher = self._watcher_factory(self._nvml, handles, clock=self._clock)
+        if watcher.start():
+            self._watcher = watcher
+
+    def _take_xids(self, gpus: list[_Gpu]) -> None:
+        if self._watcher is None:
+            return
+        known = {gpu.index for gpu in gpus}
+        for event in self._watcher.drain():
+            if event.gpu_index in known:
+                self._health.observe_xid(event)
+                continue
+            self.xid_events_ignored += 1
+            if self.xid_events_ignored == 1:
+                log.warning(
+                    "XID %d for GPU %s, which is not in the inventory: ignored (counted)",
+                    event.xid,
+                    event.gpu_index,
+                )
 
     def _slow_due(self, now_s: float) -> bool:
         if self._last_slow_s is not None and now_s - self._last_slow_s < self._slow_interval_s:
@@ -119,11 +179,11 @@ class GpuCollector:
 
     def _sample_gpu(self, gpu: _Gpu, slow_due: bool) -> Metrics:
         metrics = Metrics(index=gpu.index, uuid=gpu.uuid)
-        for names, read in _CHEAP_READS:
+        for names, read in CHEAP_READS:
             gpu.guard.call(names, read, self._nvml, gpu.handle, metrics)
         self._read_fields(gpu, metrics, slow_due)
         if not metrics.HasField("power_w"):
-            gpu.guard.call(("power_w",), _power_usage, self._nvml, gpu.handle, metrics)
+            gpu.guard.call(("power_w",), read_power_usage, self._nvml, gpu.handle, metrics)
         for name, value in gpu.carried.items():
             setattr(metrics, name, value)
         metrics.unsupported.extend(gpu.guard.unsupported)
@@ -187,69 +247,3 @@ def _apply_pcie(gpu: _Gpu, metrics: Metrics, spec: FieldSpec, value: Any, now_s:
             else "pcie_receive_bytes_per_second"
         )
         setattr(metrics, rate_metric, rate)
-
-
-def _utilization(nvml: Any, handle: Any, metrics: Metrics) -> None:
-    rates = nvml.nvmlDeviceGetUtilizationRates(handle)
-    metrics.utilization_gpu_percent = int(rates.gpu)
-    metrics.utilization_memory_percent = int(rates.memory)
-
-
-def _memory(nvml: Any, handle: Any, metrics: Metrics) -> None:
-    memory = nvml.nvmlDeviceGetMemoryInfo(handle)
-    metrics.memory_used_bytes = int(memory.used)
-    metrics.memory_free_bytes = int(memory.free)
-
-
-def _temperature(nvml: Any, handle: Any, metrics: Metrics) -> None:
-    metrics.temperature_gpu_c = int(
-        nvml.nvmlDeviceGetTemperature(handle, pynvml.NVML_TEMPERATURE_GPU)
-    )
-
-
-def _sm_clock(nvml: Any, handle: Any, metrics: Metrics) -> None:
-    metrics.clock_sm_mhz = int(nvml.nvmlDeviceGetClockInfo(handle, pynvml.NVML_CLOCK_SM))
-
-
-def _memory_clock(nvml: Any, handle: Any, metrics: Metrics) -> None:
-    metrics.clock_memory_mhz = int(nvml.nvmlDeviceGetClockInfo(handle, pynvml.NVML_CLOCK_MEM))
-
-
-def _performance_state(nvml: Any, handle: Any, metrics: Metrics) -> None:
-    metrics.performance_state = int(nvml.nvmlDeviceGetPerformanceState(handle))
-
-
-def _clock_events(nvml: Any, handle: Any, metrics: Metrics) -> None:
-    mask = int(nvml.nvmlDeviceGetCurrentClocksEventReasons(handle))
-    metrics.clock_event_reasons = mask
-    metrics.clock_event_reason_names.extend(decode_clock_event_reasons(mask))
-
-
-def _processes(nvml: Any, handle: Any, metrics: Metrics) -> None:
-    metrics.process_count = len(nvml.nvmlDeviceGetComputeRunningProcesses(handle))
-
-
-def _encoder(nvml: Any, handle: Any, metrics: Metrics) -> None:
-    metrics.encoder_utilization_percent = int(nvml.nvmlDeviceGetEncoderUtilization(handle)[0])
-
-
-def _decoder(nvml: Any, handle: Any, metrics: Metrics) -> None:
-    metrics.decoder_utilization_percent = int(nvml.nvmlDeviceGetDecoderUtilization(handle)[0])
-
-
-def _power_usage(nvml: Any, handle: Any, metrics: Metrics) -> None:
-    metrics.power_w = nvml.nvmlDeviceGetPowerUsage(handle) / 1000.0
-
-
-_CHEAP_READS: tuple[tuple[tuple[str, ...], _CheapRead], ...] = (
-    (("utilization_gpu_percent", "utilization_memory_percent"), _utilization),
-    (("memory_used_bytes", "memory_free_bytes"), _memory),
-    (("temperature_gpu_c",), _temperature),
-    (("clock_sm_mhz",), _sm_clock),
-    (("clock_memory_mhz",), _memory_clock),
-    (("performance_state",), _performance_state),
-    (("clock_event_reasons", "clock_event_reason_names"), _clock_events),
-    (("process_count",), _processes),
-    (("encoder_utilization_percent",), _encoder),
-    (("decoder_utilization_percent",), _decoder),
-)

@@ -1,6 +1,11 @@
-"""Which NVML field ids the GPU collector reads, how often, and how each becomes a metric.
+"""What the GPU collector reads each sample, how often, and how each reading becomes a metric.
 
-Costs measured on an H200 (driver 580) decide the split:
+CHEAP_READS: ten calls of 1-2 us each (utilisation, memory, temperature, SM and memory clocks,
+P-state, clock-event reasons, processes, encoder and decoder utilisation), every sample;
+`read_power_usage` only where the instant power field is missing.
+
+Field ids, read in ONE `nvmlDeviceGetFieldValues` call; costs measured on an H200 (driver 580)
+decide the split:
 - FAST, every sample, in the one `nvmlDeviceGetFieldValues` call: power instant/average and memory
   temperature (~5 us each) and the PCIe byte counters (~133 us each). The counters replace
   `nvmlDeviceGetPcieThroughput`, which blocks ~21 ms per call: rates are derived from deltas.
@@ -13,10 +18,17 @@ that wraps (the PCIe byte counters are 32-bit) into a monotonic total and a rate
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 import pynvml
+
+from sentinel.v1 import telemetry_pb2
+
+Metrics = telemetry_pb2.GpuMetrics
+_CheapRead = Callable[[Any, Any, Metrics], None]
 
 
 class FieldKind(Enum):
@@ -118,3 +130,69 @@ class WrappingCounter:
             rate = delta / elapsed_s if elapsed_s > 0 else None
         self._last_raw, self._last_s = raw, now_s
         return rate
+
+
+def _utilization(nvml: Any, handle: Any, metrics: Metrics) -> None:
+    rates = nvml.nvmlDeviceGetUtilizationRates(handle)
+    metrics.utilization_gpu_percent = int(rates.gpu)
+    metrics.utilization_memory_percent = int(rates.memory)
+
+
+def _memory(nvml: Any, handle: Any, metrics: Metrics) -> None:
+    memory = nvml.nvmlDeviceGetMemoryInfo(handle)
+    metrics.memory_used_bytes = int(memory.used)
+    metrics.memory_free_bytes = int(memory.free)
+
+
+def _temperature(nvml: Any, handle: Any, metrics: Metrics) -> None:
+    metrics.temperature_gpu_c = int(
+        nvml.nvmlDeviceGetTemperature(handle, pynvml.NVML_TEMPERATURE_GPU)
+    )
+
+
+def _sm_clock(nvml: Any, handle: Any, metrics: Metrics) -> None:
+    metrics.clock_sm_mhz = int(nvml.nvmlDeviceGetClockInfo(handle, pynvml.NVML_CLOCK_SM))
+
+
+def _memory_clock(nvml: Any, handle: Any, metrics: Metrics) -> None:
+    metrics.clock_memory_mhz = int(nvml.nvmlDeviceGetClockInfo(handle, pynvml.NVML_CLOCK_MEM))
+
+
+def _performance_state(nvml: Any, handle: Any, metrics: Metrics) -> None:
+    metrics.performance_state = int(nvml.nvmlDeviceGetPerformanceState(handle))
+
+
+def _clock_events(nvml: Any, handle: Any, metrics: Metrics) -> None:
+    mask = int(nvml.nvmlDeviceGetCurrentClocksEventReasons(handle))
+    metrics.clock_event_reasons = mask
+    metrics.clock_event_reason_names.extend(decode_clock_event_reasons(mask))
+
+
+def _processes(nvml: Any, handle: Any, metrics: Metrics) -> None:
+    metrics.process_count = len(nvml.nvmlDeviceGetComputeRunningProcesses(handle))
+
+
+def _encoder(nvml: Any, handle: Any, metrics: Metrics) -> None:
+    metrics.encoder_utilization_percent = int(nvml.nvmlDeviceGetEncoderUtilization(handle)[0])
+
+
+def _decoder(nvml: Any, handle: Any, metrics: Metrics) -> None:
+    metrics.decoder_utilization_percent = int(nvml.nvmlDeviceGetDecoderUtilization(handle)[0])
+
+
+def read_power_usage(nvml: Any, handle: Any, metrics: Metrics) -> None:
+    metrics.power_w = nvml.nvmlDeviceGetPowerUsage(handle) / 1000.0
+
+
+CHEAP_READS: tuple[tuple[tuple[str, ...], _CheapRead], ...] = (
+    (("utilization_gpu_percent", "utilization_memory_percent"), _utilization),
+    (("memory_used_bytes", "memory_free_bytes"), _memory),
+    (("temperature_gpu_c",), _temperature),
+    (("clock_sm_mhz",), _sm_clock),
+    (("clock_memory_mhz",), _memory_clock),
+    (("performance_state",), _performance_state),
+    (("clock_event_reasons", "clock_event_reason_names"), _clock_events),
+    (("process_count",), _processes),
+    (("encoder_utilization_percent",), _encoder),
+    (("decoder_utilization_percent",), _decoder),
+)

@@ -6,18 +6,22 @@
 runs host-only and says so in one warning line (likewise when the driver is not loaded). Any
 other NVML failure at start raises `FailedPrecondition` (reason `NVML_INIT_FAILED`). A replay
 source that cannot be used is an operator's mistake and raises `ConfigError` (reason
-`BAD_REPLAY_SOURCE`) before anything starts.
+`BAD_REPLAY_SOURCE`) before anything starts; so does an XID event file that cannot be used
+(reason `BAD_XID_FILE`, see `edge_agent.nvml.xid_file`), or one given without a replay: events
+are injected into a replay only, never into a real GPU.
 """
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import pynvml
 
 from edge_agent.nvml.capture import BAD_REPLAY_SOURCE, load_capture
 from edge_agent.nvml.replay import ReplayNvml
+from edge_agent.nvml.xid_file import BAD_XID_FILE, load_xid_events
 from sentinel.errors import ConfigError, FailedPrecondition
 
 log = logging.getLogger(__name__)
@@ -27,21 +31,34 @@ NVML_BACKEND = "nvml"
 NVML_INIT_FAILED = "NVML_INIT_FAILED"
 
 
-def open_gpu_backend(replay: str | None, replay_gpus: int = 1) -> tuple[Any | None, str]:
-    """(initialised nvml-like module or None, backend description)."""
+def open_gpu_backend(
+    replay: str | None, replay_gpus: int = 1, *, xid_events: Path | None = None
+) -> tuple[Any | None, str]:
+    """(initialised nvml-like module or None, backend description).
+
+    `xid_events`: a JSON-lines file of XID events the replay raises on its clock.
+    """
     if replay is not None:
-        return _open_replay(replay, replay_gpus)
+        return _open_replay(replay, replay_gpus, xid_events)
+    if xid_events is not None:
+        raise ConfigError(
+            "an XID event file needs a replay source: events cannot be injected into real GPUs",
+            reason=BAD_XID_FILE,
+            source=str(xid_events),
+        )
     return _open_nvml()
 
 
-def _open_replay(spec: str, replay_gpus: int) -> tuple[Any, str]:
+def _open_replay(spec: str, replay_gpus: int, xid_events: Path | None) -> tuple[Any, str]:
     if replay_gpus < 1:
         raise ConfigError(
             f"replay GPU count must be at least 1, got {replay_gpus}",
             reason=BAD_REPLAY_SOURCE,
             source=spec,
         )
-    backend = ReplayNvml(load_capture(spec), gpus=replay_gpus)
+    capture = load_capture(spec)
+    schedule = [] if xid_events is None else load_xid_events(xid_events, gpus=replay_gpus)
+    backend = ReplayNvml(capture, gpus=replay_gpus, xid_events=schedule)
     backend.nvmlInit()
     return backend, backend.backend_name
 

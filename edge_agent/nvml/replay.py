@@ -11,25 +11,33 @@ Invariants:
   come from the current `trace_5hz` point. A capture entry that records an NVML error makes the
   matching call raise it (also for trace-driven values); a query the capture lacks answers
   "Not Supported".
-- `advance()` is the only thing a replay adds to the pynvml surface: the collector calls it once
-  per sample and it moves one trace point (see `edge_agent.nvml.trace`). Nothing else differs
-  between the real library and the replay.
+- `advance()` is the only thing the collector calls that pynvml lacks: it calls it once per
+  sample and it moves one trace point (see `edge_agent.nvml.trace`). `inject_xid()` is the
+  other addition, for tests and demos; nothing else differs between the library and the replay.
 - `gpus=N` presents the captured GPU N times with distinct identities (`edge_agent.nvml.clones`).
+- XID events: `xid_events` (see `edge_agent.nvml.xid_file`) and `inject_xid()` are delivered
+  through pynvml's own event-set calls (`edge_agent.nvml.events`), so the XID watcher runs the
+  same code here as on a real GPU.
 - Static calls live in `edge_agent.nvml.facts`, field values in `edge_agent.nvml.fields`.
+
+Threading: like the collector, one thread samples; the event-set calls alone are thread-safe, so
+the XID watcher's thread may wait in `nvmlEventSetWait` meanwhile.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import pynvml
 
 from edge_agent.nvml.capture import Capture
+from edge_agent.nvml.events import ReplayEventData, ReplayEvents, ReplayEventSet
 from edge_agent.nvml.facts import CapturedFacts, ReplayHandle
 from edge_agent.nvml.fields import FieldAnswers
 from edge_agent.nvml.trace import RX, TX, TraceCursor
+from edge_agent.nvml.xid_file import ScheduledXid
 
 _OK = pynvml.NVML_SUCCESS
 _CLOCK_QUERY = {
@@ -58,30 +66,81 @@ _ECC_FIELD = {
 }
 _PCIE_COUNTER_WAY = {pynvml.NVML_PCIE_UTIL_TX_BYTES: TX, pynvml.NVML_PCIE_UTIL_RX_BYTES: RX}
 _NO_INSTANCE = 0xFFFFFFFF
+_PYNVML_PREFIXES = (
+    "NVML_",
+    "NVMLError",
+    "nvmlClocksEventReason",
+    "nvmlClocksThrottle",
+    "nvmlEventType",
+)
 
 
 class ReplayNvml(CapturedFacts):
-    """pynvml look-alike replaying `capture` on `gpus` identical GPUs. Not thread-safe."""
+    """pynvml look-alike replaying `capture` on `gpus` identical GPUs.
+
+    `xid_events` are delivered at their `at_s` on `clock`, counted from construction.
+    """
 
     def __init__(
-        self, capture: Capture, *, gpus: int = 1, clock: Callable[[], float] = time.monotonic
+        self,
+        capture: Capture,
+        *,
+        gpus: int = 1,
+        clock: Callable[[], float] = time.monotonic,
+        xid_events: Sequence[ScheduledXid] = (),
     ) -> None:
         super().__init__(capture, gpus=gpus)
         self._cursor = TraceCursor(capture, clock)
         self._fields = FieldAnswers(capture, self._cursor, clock)
+        self._events = ReplayEvents(
+            xid_events,
+            clock=clock,
+            device_index=lambda handle: self._device(handle).index,
+            handle_of=self.nvmlDeviceGetHandleByIndex,
+            queries=capture.queries,
+        )
         self.backend_name = f"replay:{capture.source}"
 
     def __getattr__(self, name: str) -> Any:
         """pynvml's constants and exception classes, so code written against pynvml works."""
-        if name.startswith(("NVML_", "NVMLError", "nvmlClocksEventReason", "nvmlClocksThrottle")):
+        if name.startswith(_PYNVML_PREFIXES):
             return getattr(pynvml, name)
         raise AttributeError(name)
 
-    # -- the replay's one addition -------------------------------------------------------------
+    # -- the replay's additions ----------------------------------------------------------------
 
     def advance(self) -> None:
         """Move to the next trace point; the collector calls this once per sample."""
         self._cursor.advance()
+
+    def inject_xid(self, gpu: int, xid: int, *, at_s: float | None = None) -> None:
+        """Raise XID `xid` on GPU `gpu` now (or at `at_s` since start), as a driver would."""
+        self._events.inject(gpu, xid, at_s)
+
+    # -- events (thread-safe) -------------------------------------------------------------------
+
+    def nvmlDeviceGetSupportedEventTypes(self, handle: ReplayHandle) -> int:
+        return self._events.supported_types(handle)
+
+    def nvmlEventSetCreate(self) -> ReplayEventSet:
+        self._require_init()
+        return self._events.create()
+
+    def nvmlDeviceRegisterEvents(
+        self, handle: ReplayHandle, eventTypes: int, eventSet: ReplayEventSet
+    ) -> None:
+        self._events.register(handle, eventTypes, eventSet)
+
+    def nvmlEventSetWait_v2(self, eventSet: ReplayEventSet, timeoutms: int) -> ReplayEventData:
+        self._require_init()
+        return self._events.wait(eventSet, timeoutms)
+
+    def nvmlEventSetWait(self, eventSet: ReplayEventSet, timeoutms: int) -> ReplayEventData:
+        return self.nvmlEventSetWait_v2(eventSet, timeoutms)
+
+    def nvmlEventSetFree(self, eventSet: ReplayEventSet) -> None:
+        self._require_init()
+        self._events.free(eventSet)
 
     # -- values that follow the trace ----------------------------------------------------------
 
