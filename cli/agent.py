@@ -28,6 +28,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="Prometheus /metrics over plain HTTP (default 127.0.0.1:9400, dcgm-exporter's "
         "port; '' turns it off)",
     )
+    run_parser.add_argument(
+        "--spool-max-mib",
+        type=int,
+        default=128,
+        metavar="MIB",
+        help="disk spool bound; beyond it the oldest batches are dropped and announced (128)",
+    )
+    run_parser.add_argument(
+        "--resend-rate",
+        type=float,
+        default=50.0,
+        metavar="BATCHES_PER_S",
+        help="pace of re-sending a backlog after a reconnect (default 50 batches/s)",
+    )
     run_parser.add_argument("--log-level", default="info")
     run_parser.set_defaults(func=_run)
 
@@ -106,14 +120,20 @@ def _run(args: argparse.Namespace) -> int:
     from edge_agent.settings import AgentSettings, LinkSettings
 
     configure_logging(args.log_level)
+    if args.spool_max_mib < 1 or args.resend_rate <= 0:
+        raise InvalidArgument(
+            "--spool-max-mib must be at least 1 and --resend-rate positive",
+            reason="INVALID_ARGUMENT",
+        )
     settings = AgentSettings(
         certs_dir=args.certs,
         data_dir=args.data_dir,
         node_id=args.node_id,
         labels=labels(args),
-        link=LinkSettings(hub_address=args.hub),
+        link=LinkSettings(hub_address=args.hub, resend_batches_per_s=args.resend_rate),
         sampling=sampling_settings(args),
         metrics_listen=args.metrics or None,
+        spool_max_bytes=args.spool_max_mib * 1024 * 1024,
     )
     run(run_agent(settings))
     return 0

@@ -26,8 +26,8 @@ from edge_agent.identity import NodeCredentials, load_node_credentials
 from edge_agent.link import HubLink
 from edge_agent.metrics import AgentMetrics, AgentStatus
 from edge_agent.nvml.loader import open_gpu_backend
-from edge_agent.outbox import Outbox
 from edge_agent.settings import AgentSettings
+from edge_agent.spool import Spool
 from edge_agent.state import SequenceState
 from sentinel import __version__
 from sentinel.durations import timestamp_now, to_proto_duration
@@ -49,6 +49,7 @@ class Agent:
         credentials: NodeCredentials,
         *,
         sequence: SequenceState,
+        spool: Spool,
         host: HostCollector,
         gpu: GpuCollector | None,
         executor: ThreadPoolExecutor,
@@ -59,11 +60,11 @@ class Agent:
         self._host = host
         self._gpu = gpu
         self._executor = executor
-        self.outbox = Outbox(settings.max_pending_batches)
+        self.spool = spool
         self.host_inventory = telemetry_pb2.HostInventory()
         self.gpu_inventory: list[telemetry_pb2.GpuInventory] = []
         self.started_at = timestamp_now()
-        self.link = HubLink(settings.link, credentials.tls, self.outbox, self._hello)
+        self.link = HubLink(settings.link, credentials.tls, self.spool, self._hello)
         self.samples_taken = 0
         self.sample_cpu_s = 0.0
         self._pending_samples: list[telemetry_pb2.Sample] = []
@@ -79,24 +80,33 @@ class Agent:
         nvml, backend = open_gpu_backend(
             sampling.nvml_replay, sampling.replay_gpus, xid_events=sampling.replay_xid_events
         )
-        gpu = (
-            None
-            if nvml is None
-            else GpuCollector(nvml, slow_interval_s=sampling.slow_counter_interval.total_seconds())
-        )
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sentinel-collect")
-        agent = cls(
-            settings,
-            credentials,
-            sequence=sequence,
-            host=HostCollector(),
-            gpu=gpu,
-            executor=executor,
-        )
-        await agent._read_inventory(backend)
-        agent.metrics.set_status(agent.status)
-        if settings.metrics_listen:
-            agent.metrics_server = serve_metrics(agent.metrics.registry, settings.metrics_listen)
+        with contextlib.ExitStack() as undo:  # unwinds only if start fails
+            gpu = None
+            if nvml is not None:
+                gpu = GpuCollector(
+                    nvml, slow_interval_s=sampling.slow_counter_interval.total_seconds()
+                )
+                undo.callback(gpu.close)
+            spool = Spool.open(settings.data_dir / "spool", max_bytes=settings.spool_max_bytes)
+            undo.callback(spool.close)
+            # A batch spooled just before a crash keeps its seq: never issue it again.
+            sequence.advance_past(spool.last_seq)
+            agent = cls(
+                settings,
+                credentials,
+                sequence=sequence,
+                spool=spool,
+                host=HostCollector(),
+                gpu=gpu,
+                executor=ThreadPoolExecutor(max_workers=1, thread_name_prefix="sentinel-collect"),
+            )
+            await agent._read_inventory(backend)
+            agent.metrics.set_status(agent.status)
+            if settings.metrics_listen:
+                agent.metrics_server = serve_metrics(
+                    agent.metrics.registry, settings.metrics_listen
+                )
+            undo.pop_all()
         agent._tasks = [
             asyncio.create_task(agent._sample_forever(), name="agent-sampler"),
             asyncio.create_task(agent.link.run(), name="agent-hub-link"),
@@ -153,18 +163,19 @@ class Agent:
         return sample
 
     def seal(self) -> None:
-        """Turn the samples gathered so far into one batch in the outbox."""
+        """Turn the samples gathered so far into one batch, durable in the spool."""
         if not self._pending_samples:
             return
         batch = telemetry_pb2.TelemetryBatch(
             node_id=self.node_id,
             boot_id=self.sequence.boot_id,
-            seq=self.sequence.allocate(),
+            seq=self.sequence.next_seq,
             samples=self._pending_samples,
             sealed_at=timestamp_now(),
         )
         self._pending_samples = []
-        self.outbox.add(batch)
+        self.spool.add(batch)  # durable first, then the seq is used up
+        self.sequence.commit(batch.seq)
 
     async def stop(self) -> None:
         """Idempotent: seal, drain briefly, then cancel the owned tasks."""
@@ -177,26 +188,29 @@ class Agent:
         if self.link.connected.is_set():
             await self._drain(DRAIN_TIMEOUT_S)
         await cancel_and_wait(link)
+        self.spool.close()
         if self._gpu is not None:
             await asyncio.get_running_loop().run_in_executor(self._executor, self._gpu.close)
         self._executor.shutdown(wait=False, cancel_futures=True)
         if self.metrics_server is not None:
             await asyncio.to_thread(self.metrics_server.close)
-        log.info("agent %s stopped (%d batches unacknowledged)", self.node_id, len(self.outbox))
+        log.info("agent %s stopped (%d batches unacknowledged)", self.node_id, len(self.spool))
 
     async def _drain(self, timeout_s: float) -> None:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout_s):
-                while len(self.outbox):
-                    self.outbox.changed.clear()
-                    await self.outbox.changed.wait()
+                while len(self.spool):
+                    self.spool.changed.clear()
+                    await self.spool.changed.wait()
 
     def status(self) -> AgentStatus:
         """The agent's own health, as /metrics shows it."""
         return AgentStatus(
-            spool_batches=len(self.outbox),
+            spool_bytes=self.spool.bytes_on_disk(),
+            spool_batches=len(self.spool),
+            corrupt_records_total=self.spool.corrupt_records,
             gaps_announced_total=self.link.gaps_sent,
-            batches_dropped_total=self.outbox.dropped_batches,
+            batches_dropped_total=self.spool.dropped_batches,
             reconnects_total=max(0, self.link.sessions - 1),
             acks_total=self.link.acks_received,
             hub_connected=self.link.connected.is_set(),

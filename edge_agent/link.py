@@ -3,8 +3,8 @@
 Per session: hello, then two owned tasks — a sender (announced gaps, then pending
 batches oldest first with at most `max_in_flight` unacknowledged, a paced re-send of
 the backlog after a reconnect, heartbeats when idle) and a receiver (acknowledgements
-remove batches from the outbox). Any failure ends the session; the next one starts
-after an exponential, jittered backoff. Unacknowledged batches stay in the outbox and
+remove batches from the spool). Any failure ends the session; the next one starts
+after an exponential, jittered backoff. Unacknowledged batches stay in the spool and
 are sent again, so none is lost; the hub drops the copies it already holds.
 """
 
@@ -19,8 +19,8 @@ from collections.abc import Callable
 import grpc
 
 from edge_agent.backoff import Backoff
-from edge_agent.outbox import Outbox
 from edge_agent.settings import LinkSettings
+from edge_agent.spool import Spool
 from sentinel.durations import timestamp_now
 from sentinel.rpc_errors import describe
 from sentinel.tasks import cancel_and_wait
@@ -39,13 +39,13 @@ class HubLink:
         self,
         settings: LinkSettings,
         tls: TlsFiles,
-        outbox: Outbox,
+        spool: Spool,
         hello: Callable[[], agent_pb2.AgentHello],
         rand: Callable[[], float] = random.random,
     ) -> None:
         self._settings = settings
         self._tls = tls
-        self._outbox = outbox
+        self._spool = spool
         self._hello = hello
         self._backoff = Backoff(settings.backoff_initial_s, settings.backoff_max_s, rand)
         self.connected = asyncio.Event()
@@ -78,7 +78,7 @@ class HubLink:
                 if first is grpc.aio.EOF or first.WhichOneof("message") != "hello_reply":
                     raise SessionEnded("hub did not answer the hello")
                 reply = first.hello_reply
-                self._outbox.acknowledge_through(reply.acked_seq)
+                self._spool.acknowledge_through(reply.acked_seq)
                 self.nats_url = reply.nats_url
                 self._backoff.reset()
                 self.sessions += 1
@@ -106,19 +106,19 @@ class HubLink:
     async def _send(self, call: grpc.aio.StreamStreamCall, in_flight: set[int]) -> None:
         loop = asyncio.get_running_loop()
         heartbeat_s = self._settings.heartbeat_interval.total_seconds()
-        backlog_end = self._outbox.newest_seq() or 0
+        backlog_end = self._spool.newest_seq() or 0
         gaps_sent: set[tuple[int, int]] = set()
         last_sent = 0
         last_write = loop.time()
         while True:
-            self._outbox.changed.clear()
-            for gap in self._outbox.gaps():
+            self._spool.changed.clear()
+            for gap in self._spool.gaps():
                 if (gap.from_seq, gap.to_seq) not in gaps_sent:
-                    self._outbox.gap_announced(gap)
+                    self._spool.gap_announced(gap)
                     self.gaps_sent += 1
                     await call.write(agent_pb2.ConnectRequest(gap=gap))
                     gaps_sent.add((gap.from_seq, gap.to_seq))
-            batch = self._outbox.next_after(last_sent)
+            batch = self._spool.next_after(last_sent)
             if batch is not None and len(in_flight) < self._settings.max_in_flight:
                 await call.write(agent_pb2.ConnectRequest(batch=batch))
                 in_flight.add(batch.seq)
@@ -135,7 +135,7 @@ class HubLink:
                 continue
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(idle_left):
-                    await self._outbox.changed.wait()
+                    await self._spool.changed.wait()
 
     async def _receive(
         self, call: grpc.aio.StreamStreamCall, boot_id: str, in_flight: set[int]
@@ -147,9 +147,9 @@ class HubLink:
             kind = response.WhichOneof("message")
             if kind == "ack" and response.ack.boot_id == boot_id:
                 in_flight.discard(response.ack.seq)
-                self._outbox.acknowledge(response.ack.seq)
+                self._spool.acknowledge(response.ack.seq)
                 self.acks_received += 1
             elif kind == "gap_ack":
-                self._outbox.gap_acknowledged(response.gap_ack.from_seq, response.gap_ack.to_seq)
+                self._spool.gap_acknowledged(response.gap_ack.from_seq, response.gap_ack.to_seq)
             else:
                 log.debug("ignoring %s from hub (not handled by this agent version)", kind)

@@ -42,5 +42,6 @@ class AgentSettings:
     labels: dict[str, str] = field(default_factory=dict)
     # Prometheus /metrics (plain HTTP); None: not served.
     metrics_listen: str | None = None
-    # Unacknowledged batches kept in memory; beyond it the oldest are dropped and announced.
-    max_pending_batches: int = 17_280
+    # Bytes of telemetry spooled on disk until the hub acknowledges it; beyond it the oldest
+    # batches are dropped and announced as a gap (reason overflow).
+    spool_max_bytes: int = 128 * 1024 * 1024

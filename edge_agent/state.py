@@ -47,12 +47,21 @@ class SequenceState:
         """The highest seq handed out so far (0 before the first)."""
         return self._next_seq - 1
 
-    def allocate(self) -> int:
-        """The next seq, persisted before it is used, so no seq is ever issued twice."""
-        seq = self._next_seq
-        self._next_seq += 1
-        self._write()
-        return seq
+    @property
+    def next_seq(self) -> int:
+        return self._next_seq
+
+    def commit(self, seq: int) -> None:
+        """Record that `seq` is used (the batch is durable in the spool): never issued again.
+
+        The agent spools a batch first and commits its seq after; a crash in between
+        leaves the seq in the spool but not here, which `advance_past` repairs at start."""
+        if seq >= self._next_seq:
+            self._next_seq = seq + 1
+            self._write()
+
+    def advance_past(self, seq: int) -> None:
+        self.commit(seq)
 
     def _write(self) -> None:
         tmp = self.path.with_suffix(".tmp")

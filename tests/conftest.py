@@ -89,5 +89,18 @@ async def channel_to(hub: Hub) -> AsyncIterator[Callable[[TlsFiles], grpc.aio.Ch
         await channel.close()
 
 
+async def eventually(
+    predicate: Callable[[], bool], timeout_s: float = WAIT_S, poll_s: float = 0.02
+) -> None:
+    """Wait, with a deadline, until `predicate()` holds, for state that cannot notify this
+    process (another process's files): polled every `poll_s`, never a fixed sleep."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s} s")
+        await asyncio.sleep(poll_s)
+
+
 async def within(awaitable: object, timeout_s: float = WAIT_S) -> object:
     return await asyncio.wait_for(awaitable, timeout_s)  # type: ignore[arg-type]

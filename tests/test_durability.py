@@ -5,7 +5,9 @@ under ten agents and restarted. Every batch must arrive exactly once (seq contin
 from __future__ import annotations
 
 import asyncio
+import random
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -16,9 +18,11 @@ import pytest
 
 import certs
 from edge_agent.app import Agent
+from edge_agent.state import SequenceState
+from hub.app import Hub
 from sentinel import subjects
 from sentinel.v1 import telemetry_pb2
-from tests.conftest import Pki, within
+from tests.conftest import Pki, eventually, within
 from tests.test_observe_path import agent_settings
 
 BIN = Path(sys.executable).parent
@@ -104,21 +108,21 @@ async def test_hub_sigkill_under_ten_agents_loses_and_duplicates_nothing(
 
 
 async def _acked_at_least(agent: Agent, count: int) -> None:
-    while agent.outbox.acked_batches < count:
-        agent.outbox.changed.clear()
-        await agent.outbox.changed.wait()
+    while agent.spool.acked_batches < count:
+        agent.spool.changed.clear()
+        await agent.spool.changed.wait()
 
 
 async def _pending_at_least(agent: Agent, count: int) -> None:
-    while len(agent.outbox) < count:
-        agent.outbox.changed.clear()
-        await agent.outbox.changed.wait()
+    while len(agent.spool) < count:
+        agent.spool.changed.clear()
+        await agent.spool.changed.wait()
 
 
 async def _drained(agent: Agent) -> None:
-    while len(agent.outbox) or not agent.link.connected.is_set():
-        agent.outbox.changed.clear()
-        await agent.outbox.changed.wait()
+    while len(agent.spool) or not agent.link.connected.is_set():
+        agent.spool.changed.clear()
+        await agent.spool.changed.wait()
 
 
 async def _stream_seqs(js: nats.js.JetStreamContext, node_id: str) -> list[int]:
@@ -134,3 +138,84 @@ async def _stream_seqs(js: nats.js.JetStreamContext, node_id: str) -> list[int]:
         seqs.append(telemetry_pb2.TelemetryBatch.FromString(msg.data).seq)
     await subscription.unsubscribe()
     return seqs
+
+
+async def test_agent_killed_twenty_times_loses_no_spooled_batch(
+    pki: Pki, hub: Hub, tmp_path: Path
+) -> None:
+    certs.issue_node_certificate(pki.directory, "kill-1")
+    data_dir = tmp_path / "agent"
+    rng = random.Random(2026)
+    for round_ in range(20):
+        if round_ % 2:
+            # The hub is unreachable: everything sealed stays in the spool, then SIGKILL.
+            agent = await _agent_process(pki, f"127.0.0.1:{_closed_port()}", data_dir)
+            target = _allocated(data_dir) + rng.randint(2, 6)
+            await eventually(lambda t=target: _allocated(data_dir) >= t)
+        else:
+            # Connected: SIGKILL at a random moment of the sample/seal/send/ack cycle.
+            agent = await _agent_process(pki, hub.address, data_dir)
+            target = _acked(hub, "kill-1") + rng.randint(1, 4)
+            await within(hub.registry.wait_for(lambda t=target: _acked(hub, "kill-1") >= t))
+            await asyncio.sleep(rng.uniform(0, 0.15))  # a random kill point, not a wait
+        agent.send_signal(signal.SIGKILL)
+        await agent.wait()
+    agent = await _agent_process(pki, hub.address, data_dir)
+    backlog = _allocated(data_dir)
+    await within(hub.registry.wait_for(lambda: _acked(hub, "kill-1") >= backlog + 2))
+    agent.send_signal(signal.SIGTERM)  # seals, drains, exits
+    assert await within(agent.wait()) == 0
+    observer = await nats.connect(hub.nats_url)
+    try:
+        seqs = await _stream_seqs(observer.jetstream(), "kill-1")
+    finally:
+        await observer.close()
+    assert seqs == list(range(1, _allocated(data_dir) + 1))  # nothing lost, nothing twice
+    node = hub.registry.get("kill-1")
+    assert node is not None and node.counters.gaps_announced == 0
+
+
+def _allocated(data_dir: Path) -> int:
+    return SequenceState.open(data_dir).last_allocated if data_dir.exists() else 0
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def _agent_process(pki: Pki, hub_address: str, data_dir: Path) -> asyncio.subprocess.Process:
+    """A `sentinel agent run` that reached its running state (no crash loop)."""
+    process = await asyncio.create_subprocess_exec(
+        str(BIN / "sentinel"),
+        "agent",
+        "run",
+        "--hub",
+        hub_address,
+        "--certs",
+        str(pki.directory),
+        "--data-dir",
+        str(data_dir),
+        "--node-id",
+        "kill-1",
+        "--interval",
+        "100ms",
+        "--sample-interval",
+        "50ms",
+        "--metrics",
+        "",
+        "--log-level",
+        "warning",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    assert process.stdout is not None
+    line = await within(process.stdout.readline())
+    assert isinstance(line, bytes) and line.startswith(b"sentinel agent kill-1"), line
+    return process
+
+
+def _acked(hub: Hub, node_id: str) -> int:
+    node = hub.registry.get(node_id)
+    return node.counters.last_acked_seq if node else 0

@@ -186,7 +186,7 @@ async def test_agent_keeps_its_batches_through_a_hub_outage(pki: Pki, tmp_path: 
             backlog_end = agent.sequence.last_allocated
             await within(second.registry.wait_for(lambda: _acked(second, "node-a") >= backlog_end))
             await agent.stop()  # seals the partial batch and drains it
-            assert len(agent.outbox) == 0
+            assert len(agent.spool) == 0
             # Every batch the agent ever sealed is in the stream exactly once.
             assert await stream_count(second, "node-a") == agent.sequence.last_allocated
             node = second.registry.get("node-a")
@@ -326,9 +326,9 @@ def _state(hub: Hub, node_id: str) -> int:
 
 
 async def _outbox_reaches(agent: Agent, count: int) -> None:
-    while len(agent.outbox) < count:
-        agent.outbox.changed.clear()
-        await agent.outbox.changed.wait()
+    while len(agent.spool) < count:
+        agent.spool.changed.clear()
+        await agent.spool.changed.wait()
 
 
 async def test_a_batch_the_store_cannot_take_is_refused_not_acknowledged(
@@ -358,7 +358,7 @@ async def test_outbox_overflow_during_an_outage_is_announced_as_a_gap(
     settings = hub_settings(pki, tmp_path / "hub")
     first = await Hub.start(settings)
     agent = await Agent.start(
-        replace(agent_settings(pki, first, tmp_path / "agent"), max_pending_batches=3)
+        replace(agent_settings(pki, first, tmp_path / "agent"), spool_max_bytes=2048)
     )
     try:
         await within(first.registry.wait_for(lambda: _batches(first, "node-a") >= 1))
@@ -382,7 +382,7 @@ async def test_outbox_overflow_during_an_outage_is_announced_as_a_gap(
             in_stream = await stream_count(second, "node-a")
             assert in_stream + node.counters.batches_in_gaps == agent.sequence.last_allocated
             # The agent may have dropped batches the hub had stored (their acks were lost).
-            assert 1 <= node.counters.batches_in_gaps <= agent.outbox.dropped_batches
+            assert 1 <= node.counters.batches_in_gaps <= agent.spool.dropped_batches
             assert isinstance(event, dict)
             assert event["type"] == "io.sentinel.telemetry.gap"
             assert event["data"]["reason"] == "overflow"  # type: ignore[index]
@@ -394,9 +394,9 @@ async def test_outbox_overflow_during_an_outage_is_announced_as_a_gap(
 
 
 async def _dropped_reaches(agent: Agent, count: int) -> None:
-    while agent.outbox.dropped_batches < count:
-        agent.outbox.changed.clear()
-        await agent.outbox.changed.wait()
+    while agent.spool.dropped_batches < count:
+        agent.spool.changed.clear()
+        await agent.spool.changed.wait()
 
 
 def _gaps(hub: Hub, node_id: str) -> int:
