@@ -5,6 +5,7 @@ under ten agents and restarted. Every batch must arrive exactly once (seq contin
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import signal
 import socket
@@ -219,3 +220,58 @@ async def _agent_process(pki: Pki, hub_address: str, data_dir: Path) -> asyncio.
 def _acked(hub: Hub, node_id: str) -> int:
     node = hub.registry.get(node_id)
     return node.counters.last_acked_seq if node else 0
+
+
+async def test_bytes_flipped_in_the_spool_are_skipped_announced_and_counted(
+    pki: Pki, hub: Hub, tmp_path: Path
+) -> None:
+    certs.issue_node_certificate(pki.directory, "flip-1")
+    data_dir = tmp_path / "agent"
+    offline = agent_settings(pki, hub, data_dir, node_id="flip-1")
+    offline = replace(
+        offline, link=replace(offline.link, hub_address=f"127.0.0.1:{_closed_port()}")
+    )
+    agent = await Agent.start(offline)
+    await within(_spooled_at_least(agent, 8))
+    await agent.stop()
+    segments = sorted((data_dir / "spool").glob("*.seg"))
+    middle = segments[0].read_bytes()
+    position = len(middle) // 2
+    segments[0].write_bytes(
+        middle[:position] + bytes([middle[position] ^ 0xFF]) + middle[position + 1 :]
+    )
+    events = await nats.connect(hub.nats_url)
+    gap_events = await events.subscribe("sentinel.events.telemetry.gap.flip-1")
+    await events.flush()
+    agent = await Agent.start(replace(offline, link=replace(offline.link, hub_address=hub.address)))
+    try:
+        assert agent.spool.corrupt_records == 1
+        gap_event = json.loads((await gap_events.next_msg(timeout=20)).data)
+        assert gap_event["data"]["reason"] == "corrupt"
+        backlog = agent.sequence.last_allocated
+        await within(hub.registry.wait_for(lambda: _acked(hub, "flip-1") >= backlog))
+    finally:
+        await agent.stop()
+        await events.close()
+    node = hub.registry.get("flip-1")
+    assert node is not None
+    observer = await nats.connect(hub.nats_url)
+    try:
+        stored = await _stream_seqs(observer.jetstream(), "flip-1")
+    finally:
+        await observer.close()
+    # Each seq is stored once or inside the corrupt gap: never both, never neither.
+    assert len(stored) == len(set(stored))
+    assert len(stored) + node.counters.batches_in_gaps == agent.sequence.last_allocated
+    assert node.counters.batches_in_gaps >= 1
+
+
+async def _spooled_at_least(agent: Agent, count: int) -> None:
+    while len(agent.spool) < count:
+        agent.spool.changed.clear()
+        await agent.spool.changed.wait()
+
+
+def _gaps(hub: Hub, node_id: str) -> int:
+    node = hub.registry.get(node_id)
+    return node.counters.gaps_announced if node else 0

@@ -364,6 +364,7 @@ async def test_outbox_overflow_during_an_outage_is_announced_as_a_gap(
         await within(first.registry.wait_for(lambda: _batches(first, "node-a") >= 1))
         await first.stop()
         await within(_dropped_reaches(agent, 3))
+        assert agent.spool.bytes_on_disk() <= 2048  # the cap holds through the outage
         second = await Hub.start(replace(settings, listen=f"127.0.0.1:{first.port}"))
         gaps: asyncio.Queue[dict[str, object]] = asyncio.Queue()
         observer = await nats.connect(second.nats_url)
