@@ -76,6 +76,12 @@ def add_agent_arguments(parser: argparse.ArgumentParser, *, hub_required: bool) 
         help="time between samples within a batch (default 1s)",
     )
     parser.add_argument(
+        "--slow-counter-interval",
+        default="30s",
+        metavar="DURATION",
+        help="how often ECC, row-remap, PCIe replay and energy counters are read (default 30s)",
+    )
+    parser.add_argument(
         "--nvml-replay",
         metavar="builtin:h200|FILE",
         help="replay a recorded NVML capture instead of the real GPU",
@@ -96,15 +102,18 @@ def sampling_settings(args: argparse.Namespace) -> SamplingSettings:
 
     batch = parse_duration(args.interval)
     sample = parse_duration(args.sample_interval)
-    if batch.total_seconds() <= 0 or sample.total_seconds() <= 0:
+    slow = parse_duration(args.slow_counter_interval)
+    if min(batch.total_seconds(), sample.total_seconds(), slow.total_seconds()) <= 0:
         raise InvalidArgument(
-            "--interval and --sample-interval must be positive", reason="INVALID_DURATION"
+            "--interval, --sample-interval and --slow-counter-interval must be positive",
+            reason="INVALID_DURATION",
         )
     if args.replay_gpus < 1:
         raise InvalidArgument("--replay-gpus must be at least 1", reason="INVALID_ARGUMENT")
     return SamplingSettings(
         batch_interval=batch,
         sample_interval=min(sample, batch),
+        slow_counter_interval=slow,
         nvml_replay=args.nvml_replay,
         replay_gpus=args.replay_gpus,
         replay_xid_events=args.nvml_replay_xids,
