@@ -82,6 +82,13 @@ def add_agent_arguments(parser: argparse.ArgumentParser, *, hub_required: bool) 
         help="how often ECC, row-remap, PCIe replay and energy counters are read (default 30s)",
     )
     parser.add_argument(
+        "--pod-resources-socket",
+        type=Path,
+        default=Path("/var/lib/kubelet/pod-resources/kubelet.sock"),
+        metavar="PATH",
+        help="kubelet pod-resources socket, to label GPUs with their pod (used when present)",
+    )
+    parser.add_argument(
         "--nvml-replay",
         metavar="builtin:h200|FILE",
         help="replay a recorded NVML capture instead of the real GPU",
@@ -117,6 +124,7 @@ def sampling_settings(args: argparse.Namespace) -> SamplingSettings:
         nvml_replay=args.nvml_replay,
         replay_gpus=args.replay_gpus,
         replay_xid_events=args.nvml_replay_xids,
+        pod_resources_socket=args.pod_resources_socket,
     )
 
 

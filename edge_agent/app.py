@@ -22,6 +22,8 @@ from prometheus_client import CollectorRegistry
 
 from edge_agent.collectors.gpu import GpuCollector
 from edge_agent.collectors.host import HostCollector
+from edge_agent.collectors.pods import PodAttributor
+from edge_agent.collectors.pods import apply as apply_attributions
 from edge_agent.identity import NodeCredentials, load_node_credentials
 from edge_agent.link import HubLink
 from edge_agent.metrics import AgentMetrics, AgentStatus
@@ -53,6 +55,7 @@ class Agent:
         host: HostCollector,
         gpu: GpuCollector | None,
         executor: ThreadPoolExecutor,
+        pods: PodAttributor | None = None,
     ) -> None:
         self.settings = settings
         self.node_id = credentials.node_id
@@ -60,6 +63,7 @@ class Agent:
         self._host = host
         self._gpu = gpu
         self._executor = executor
+        self._pods = pods
         self.spool = spool
         self.host_inventory = telemetry_pb2.HostInventory()
         self.gpu_inventory: list[telemetry_pb2.GpuInventory] = []
@@ -99,6 +103,9 @@ class Agent:
                 host=HostCollector(),
                 gpu=gpu,
                 executor=ThreadPoolExecutor(max_workers=1, thread_name_prefix="sentinel-collect"),
+                pods=PodAttributor(sampling.pod_resources_socket)
+                if sampling.pod_resources_socket
+                else None,
             )
             await agent._read_inventory(backend)
             agent.metrics.set_status(agent.status)
@@ -158,6 +165,8 @@ class Agent:
         sample = telemetry_pb2.Sample(time=timestamp_now(), host=self._host.sample())
         if self._gpu is not None:
             sample.gpus.extend(self._gpu.sample())
+            if self._pods is not None:
+                apply_attributions(sample.gpus, self._pods.attributions())
         self.sample_cpu_s += time.thread_time() - started
         self.samples_taken += 1
         return sample
@@ -191,6 +200,8 @@ class Agent:
         self.spool.close()
         if self._gpu is not None:
             await asyncio.get_running_loop().run_in_executor(self._executor, self._gpu.close)
+        if self._pods is not None:
+            self._pods.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
         if self.metrics_server is not None:
             await asyncio.to_thread(self.metrics_server.close)

@@ -30,6 +30,8 @@ class SamplingSettings:
     replay_gpus: int = 1
     # JSON lines of XID events the replay backend injects ({"t": s, "gpu": i, "xid": n}).
     replay_xid_events: Path | None = None
+    # The kubelet's pod-resources socket: GPUs are labelled with the pod that holds them.
+    pod_resources_socket: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)

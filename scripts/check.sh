@@ -30,5 +30,13 @@ if [ -s "$fresh/diff.txt" ]; then
   echo "generated code is stale: run scripts/gen_proto.sh and commit the result" >&2
   exit 1
 fi
+# The vendored kubelet pod-resources proto (third_party/, outside the buf module), same rule.
+PYTHON="$py" scripts/gen_podresources.sh "$fresh"
+if ! diff -r -x __init__.py -x __pycache__ "$fresh/edge_agent/podresources" \
+     edge_agent/podresources > "$fresh/diff-podresources.txt"; then
+  cat "$fresh/diff-podresources.txt"
+  echo "generated code is stale: run scripts/gen_podresources.sh and commit the result" >&2
+  exit 1
+fi
 step "pytest"
 "$py" -m pytest "$@"

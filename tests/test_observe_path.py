@@ -29,8 +29,10 @@ from sentinel import subjects
 from sentinel.errors import ConfigError
 from sentinel.rpc_errors import reason_of
 from sentinel.tls import TlsFiles
-from sentinel.v1 import agent_pb2, agent_pb2_grpc, fleet_pb2, fleet_pb2_grpc
+from sentinel.v1 import agent_pb2, agent_pb2_grpc, fleet_pb2, fleet_pb2_grpc, telemetry_pb2
 from tests.conftest import Pki, hub_settings, within
+from tests.test_metrics import scrape
+from tests.test_pod_attribution import KubeletServer, pod
 
 Channels = Callable[[TlsFiles], grpc.aio.Channel]
 CAPTURE = json.loads(
@@ -476,3 +478,43 @@ async def test_gpu_health_changes_become_events_with_their_cause(
         {"source": "xid", "xid": 79, "implies": "failed", "detail": "GPU has fallen off the bus"}
     ]
     assert received.empty()  # healthy->healthy and failed->failed published nothing
+
+
+async def test_gpus_carry_the_pod_that_holds_them_to_the_hub_and_metrics(
+    hub: Hub, pki: Pki, tmp_path: Path
+) -> None:
+    kubelet = KubeletServer(tmp_path / "kubelet.sock")
+    kubelet.servicer.pods = [
+        pod("trainer-0", "ml", "pytorch", ("nvidia.com/gpu", [CAPTURE["queries"]["uuid"]]))
+    ]
+    kubelet.start()
+    settings = agent_settings(pki, hub, tmp_path / "agent")
+    settings = replace(
+        settings,
+        metrics_listen="127.0.0.1:0",
+        sampling=replace(settings.sampling, pod_resources_socket=kubelet.socket_path),
+    )
+    agent = await Agent.start(settings)
+    try:
+        await within(hub.registry.wait_for(lambda: _attributed(hub, "node-a")))
+        assert agent.metrics_server is not None
+        scraped = await asyncio.to_thread(scrape, agent.metrics_server.url)
+    finally:
+        await agent.stop()
+        kubelet.stop()
+    node = hub.registry.get("node-a")
+    assert node is not None
+    assert node.latest_sample.gpus[0].attribution == telemetry_pb2.GpuAttribution(
+        namespace="ml", pod="trainer-0", container="pytorch"
+    )
+    ((labels, _),) = scraped.series("DCGM_FI_DEV_GPU_TEMP")
+    assert (labels["pod"], labels["namespace"], labels["container"]) == (
+        "trainer-0",
+        "ml",
+        "pytorch",
+    )
+
+
+def _attributed(hub: Hub, node_id: str) -> bool:
+    node = hub.registry.get(node_id)
+    return node is not None and any(g.attribution.pod for g in node.latest_sample.gpus)
