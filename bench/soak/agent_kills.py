@@ -26,13 +26,12 @@ import nats
 sys.path.insert(0, str(Path(__file__).parents[1]))  # bench/report.py
 
 from report import machine, report
+from seqcheck import lost_and_duplicated, stored_seqs
 
 import certs
 from edge_agent.state import SequenceState
 from hub.app import Hub
 from hub.settings import HubSettings
-from sentinel import subjects
-from sentinel.v1 import telemetry_pb2
 
 BIN = Path(sys.executable).parent
 NODE = "soak-1"
@@ -84,20 +83,10 @@ def allocated(data_dir: Path) -> int:
     return SequenceState.open(data_dir).last_allocated if data_dir.exists() else 0
 
 
-async def stored_seqs(hub: Hub) -> list[int]:
+async def stored(hub: Hub) -> list[int]:
     observer = await nats.connect(hub.nats_url)
     try:
-        js = observer.jetstream()
-        subject = subjects.telemetry_subject(NODE)
-        info = await js.stream_info(subjects.TELEMETRY_STREAM, subjects_filter=subject)
-        count = int((info.state.subjects or {}).get(subject, 0))
-        subscription = await js.subscribe(subject, ordered_consumer=True)
-        seqs = [
-            telemetry_pb2.TelemetryBatch.FromString((await subscription.next_msg(10)).data).seq
-            for _ in range(count)
-        ]
-        await subscription.unsubscribe()
-        return seqs
+        return await stored_seqs(observer.jetstream(), NODE)
     finally:
         await observer.close()
 
@@ -136,17 +125,18 @@ async def soak(kills: int, seed: int) -> dict[str, float]:
             await asyncio.wait_for(hub.registry.wait_for(lambda: acked(hub) >= backlog + 2), 300)
             agent.terminate()
             await agent.wait()
-            seqs = await stored_seqs(hub)
+            seqs = await stored(hub)
             last = allocated(data_dir)
             node = hub.registry.get(NODE)
             gaps = node.counters.batches_in_gaps if node else -1
         finally:
             await hub.stop()
+    lost, duplicated = lost_and_duplicated(seqs, last)
     return {
         "kills": kills,
         "batches": last,
-        "lost": len(set(range(1, last + 1)) - set(seqs)),
-        "duplicated": len(seqs) - len(set(seqs)),
+        "lost": lost,
+        "duplicated": duplicated,
         "gaps": gaps,
         "minutes": (time.monotonic() - started) / 60,
     }

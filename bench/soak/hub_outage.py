@@ -24,12 +24,11 @@ import nats
 sys.path.insert(0, str(Path(__file__).parents[1]))  # bench/report.py
 
 from report import machine, report
+from seqcheck import lost_and_duplicated, stored_seqs
 
 import certs
 from edge_agent.app import Agent
 from edge_agent.settings import AgentSettings, LinkSettings, SamplingSettings
-from sentinel import subjects
-from sentinel.v1 import telemetry_pb2
 
 BIN = Path(sys.executable).parent
 
@@ -76,19 +75,6 @@ async def drained(agent: Agent) -> None:
         await agent.spool.changed.wait()
 
 
-async def stored_seqs(js: nats.js.JetStreamContext, node_id: str) -> list[int]:
-    subject = subjects.telemetry_subject(node_id)
-    info = await js.stream_info(subjects.TELEMETRY_STREAM, subjects_filter=subject)
-    count = int((info.state.subjects or {}).get(subject, 0))
-    subscription = await js.subscribe(subject, ordered_consumer=True)
-    seqs = [
-        telemetry_pb2.TelemetryBatch.FromString((await subscription.next_msg(30)).data).seq
-        for _ in range(count)
-    ]
-    await subscription.unsubscribe()
-    return seqs
-
-
 async def soak(agents_n: int, outage_s: float) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
@@ -133,8 +119,8 @@ async def soak(agents_n: int, outage_s: float) -> dict[str, float]:
                 seqs = await stored_seqs(js, agent.node_id)
                 last = agent.sequence.last_allocated
                 batches += last
-                lost += len(set(range(1, last + 1)) - set(seqs))
-                duplicated += len(seqs) - len(set(seqs))
+                missing, twice = lost_and_duplicated(seqs, last)
+                lost, duplicated = lost + missing, duplicated + twice
         finally:
             await observer.close()
             await hub.stop()
