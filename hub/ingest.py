@@ -14,8 +14,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from google.protobuf.message import DecodeError
 from nats.js import JetStreamContext, api
-from nats.js.errors import KeyNotFoundError
+from nats.js.errors import KeyNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 
 from hub.state import store_unavailable
@@ -39,15 +40,34 @@ class TelemetryIngest:
         self._hwm: dict[tuple[str, str], int] = {}
 
     async def high_water_mark(self, node_id: str, boot_id: str) -> int:
+        """The highest seq of (node, boot) known to be stored. First asked after a (re)start,
+        it is the KV mark or the seq of the node's last stored batch, whichever is higher:
+        a hub killed between a PubAck and its KV write stored a batch it never acknowledged,
+        and the agent's re-send may come after JetStream's two-minute dedup window."""
         key = (node_id, boot_id)
         if key not in self._hwm:
             with store_unavailable("telemetry high-water marks unavailable"):
                 try:
                     entry = await self._hwm_kv.get(subjects.hwm_key(node_id, boot_id))
-                    self._hwm[key] = int(entry.value or b"0")
+                    marked = int(entry.value or b"0")
                 except KeyNotFoundError:
-                    self._hwm[key] = 0
+                    marked = 0
+                self._hwm[key] = max(marked, await self._last_stored_seq(node_id, boot_id))
         return self._hwm[key]
+
+    async def _last_stored_seq(self, node_id: str, boot_id: str) -> int:
+        try:
+            last = await self._js.get_last_msg(
+                subjects.TELEMETRY_STREAM, subjects.telemetry_subject(node_id)
+            )
+        except NotFoundError:
+            return 0
+        try:
+            batch = telemetry_pb2.TelemetryBatch.FromString(last.data or b"")
+        except DecodeError:
+            log.warning("last stored batch of %s does not decode; using the KV mark", node_id)
+            return 0
+        return batch.seq if batch.boot_id == boot_id else 0
 
     async def accept(self, batch: telemetry_pb2.TelemetryBatch) -> IngestResult:
         validate_batch(batch)

@@ -518,3 +518,20 @@ async def test_gpus_carry_the_pod_that_holds_them_to_the_hub_and_metrics(
 def _attributed(hub: Hub, node_id: str) -> bool:
     node = hub.registry.get(node_id)
     return node is not None and any(g.attribution.pod for g in node.latest_sample.gpus)
+
+
+async def test_a_batch_stored_but_never_acknowledged_is_not_stored_twice(
+    hub: Hub, pki: Pki, channel_to: Channels
+) -> None:
+    # A hub killed between JetStream's PubAck and its KV write leaves a stored batch behind
+    # that it never acknowledged; the agent's re-send may come after the dedup window,
+    # which publishing without a Nats-Msg-Id stands in for here.
+    stored = telemetry_pb2.TelemetryBatch(node_id="node-a", boot_id="b00t", seq=1)
+    await hub.state.js.publish(subjects.telemetry_subject("node-a"), stored.SerializeToString())
+    call, reply = await open_stream(channel_to(pki.node("node-a")), "node-a")
+    assert reply.acked_seq == 1  # the agent may forget seq 1 at once
+    ack = await send_batch(call, 1)
+    assert (ack.seq, ack.duplicate) == (1, True)
+    assert (await send_batch(call, 2)).duplicate is False
+    call.cancel()
+    assert await stream_count(hub, "node-a") == 2
