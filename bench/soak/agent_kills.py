@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import random
 import socket
 import sys
@@ -143,6 +144,7 @@ async def soak(kills: int, seed: int) -> dict[str, float]:
 
 
 def main() -> None:
+    logging.basicConfig(level=logging.ERROR)  # agents' reconnect warnings would flood
     parser = argparse.ArgumentParser()
     parser.add_argument("--kills", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=1)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import signal
 import sys
 import tempfile
@@ -136,6 +137,7 @@ async def soak(agents_n: int, outage_s: float) -> dict[str, float]:
 
 
 def main() -> None:
+    logging.basicConfig(level=logging.ERROR)  # agents' reconnect warnings would flood
     parser = argparse.ArgumentParser()
     parser.add_argument("--agents", type=int, default=100)
     parser.add_argument("--outage-s", type=float, default=600)
