@@ -7,10 +7,8 @@ format, absolute paths) and prints a ready grpcurl line. Ctrl-C stops all of it.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import re
-import signal
 import socket
 import sys
 from pathlib import Path
@@ -21,6 +19,7 @@ from cli.agent import add_agent_arguments, labels, sampling_settings
 from cli.runtime import run
 from sentinel.identity import validate_node_id
 from sentinel.logs import configure_logging
+from sentinel.tasks import termination_requested
 
 if TYPE_CHECKING:
     from hub.app import Hub
@@ -130,10 +129,7 @@ async def run_dev(args: argparse.Namespace) -> None:
     print(f"  {grpcurl_line(config)}")
     print(f"  curl {config['agent_metrics_url']}   # dcgm-exporter names, node and agent health")
     print("Press Ctrl-C to stop.", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = termination_requested()
     await stop.wait()
     print("stopping...", flush=True)
     await agent.stop()

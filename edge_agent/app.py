@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -34,7 +33,7 @@ from edge_agent.state import SequenceState
 from sentinel import __version__
 from sentinel.durations import timestamp_now, to_proto_duration
 from sentinel.metrics_http import MetricsServer, serve_metrics
-from sentinel.tasks import cancel_and_wait
+from sentinel.tasks import cancel_and_wait, termination_requested
 from sentinel.v1 import agent_pb2, telemetry_pb2
 
 log = logging.getLogger(__name__)
@@ -232,10 +231,7 @@ class Agent:
 
 async def run_agent(settings: AgentSettings) -> None:
     """Run until SIGTERM or SIGINT, then stop gracefully."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = termination_requested()
     agent = await Agent.start(settings)
     print(
         f"sentinel agent {agent.node_id} on {socket.gethostname()} -> {settings.link.hub_address}",

@@ -1,8 +1,8 @@
 """A durable, bounded disk spool of telemetry batches waiting for the hub's acknowledgement.
 
-A drop-in replacement for the in-memory `Outbox` (same members, same meaning), plus
-`Spool.open`, `bytes_on_disk`, the counters `corrupt_records` and `write_errors`, and
-`close`. The directory holds segments (`<20 digits>.seg`, each named by the seq after
+The hub link reads it as a queue (`next_after`, `acknowledge`, `gaps`, `changed`); the
+agent adds sealed batches; `bytes_on_disk`, `corrupt_records` and `write_errors` feed its
+metrics. The directory holds segments (`<20 digits>.seg`, each named by the seq after
 the last one written before it; format in `spool_records`, naming in `spool_recovery`)
 and `gaps.json`, `progress.json`, `LOCK` (`spool_state`).
 

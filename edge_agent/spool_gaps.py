@@ -1,6 +1,6 @@
 """The spool's ledger of gaps: ranges of batches it had to drop, until the hub acknowledges them.
 
-Same bookkeeping as the in-memory outbox: a drop of the seq right after the newest gap
+A drop of the seq right after the newest gap
 extends that gap while it is unannounced; a gap already announced to a hub is never
 extended (the hub counts what it was told), so a later drop run gets its own gap. Gaps
 read back from disk count as announced: the previous process may have sent them.

@@ -9,10 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 
 import grpc
 from prometheus_client import CollectorRegistry
@@ -30,7 +28,7 @@ from hub.settings import HubSettings
 from hub.state import HubState
 from sentinel.errors import ConfigError, SentinelError
 from sentinel.metrics_http import MetricsServer, serve_metrics
-from sentinel.tasks import cancel_and_wait
+from sentinel.tasks import cancel_and_wait, termination_requested
 from sentinel.tls import TlsFiles, server_credentials
 
 log = logging.getLogger(__name__)
@@ -184,17 +182,10 @@ class Hub:
 
 async def run_hub(settings: HubSettings) -> None:
     """Run until SIGTERM or SIGINT, then shut down gracefully."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = termination_requested()
     hub = await Hub.start(settings)
     print(f"sentinel hub listening on {hub.address} (NATS {hub.nats_url})", flush=True)
     if hub.metrics_url:
         print(f"metrics on {hub.metrics_url}", flush=True)
     await stop.wait()
     await hub.stop()
-
-
-def default_data_dir() -> Path:
-    return Path.cwd() / ".sentinel" / "hub"

@@ -9,6 +9,17 @@ races its inner future; code here uses `asyncio.timeout` instead.)
 from __future__ import annotations
 
 import asyncio
+import signal
+
+
+def termination_requested() -> asyncio.Event:
+    """An event set on SIGTERM or SIGINT (Ctrl-C); install it before starting anything, so a
+    signal that arrives during start-up is not lost."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
 
 
 async def cancel_and_wait(*tasks: asyncio.Task[object]) -> None:

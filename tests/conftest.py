@@ -13,6 +13,7 @@ import grpc
 import pytest
 
 import certs
+from edge_agent.app import Agent
 from hub.app import Hub
 from hub.settings import FleetSettings, HubSettings
 from sentinel.tls import TlsFiles, secure_aio_channel
@@ -87,6 +88,19 @@ async def channel_to(hub: Hub) -> AsyncIterator[Callable[[TlsFiles], grpc.aio.Ch
     yield open_channel
     for channel in opened:
         await channel.close()
+
+
+def counter(hub: Hub, node_id: str, name: str) -> int:
+    """One of a node's telemetry counters as the hub holds it (0 for an unknown node)."""
+    node = hub.registry.get(node_id)
+    return int(getattr(node.counters, name)) if node else 0
+
+
+async def spool_until(agent: Agent, predicate: Callable[[], bool]) -> None:
+    """Return once `predicate()` holds; re-checked after every change to the agent's spool."""
+    while not predicate():
+        agent.spool.changed.clear()
+        await agent.spool.changed.wait()
 
 
 async def eventually(

@@ -23,7 +23,7 @@ from edge_agent.state import SequenceState
 from hub.app import Hub
 from sentinel import subjects
 from sentinel.v1 import telemetry_pb2
-from tests.conftest import Pki, eventually, within
+from tests.conftest import Pki, counter, eventually, spool_until, within
 from tests.test_observe_path import agent_settings
 
 BIN = Path(sys.executable).parent
@@ -89,12 +89,26 @@ async def test_hub_sigkill_under_ten_agents_loses_and_duplicates_nothing(
             settings = agent_settings(pki, hub_process, tmp_path / node_id, node_id=node_id)
             settings = replace(settings, sampling=replace(settings.sampling, nvml_replay=None))
             agents.append(await Agent.start(settings))
-        await within(asyncio.gather(*(_acked_at_least(a, 3) for a in agents)))
+        await within(
+            asyncio.gather(
+                *(spool_until(a, lambda a=a: a.spool.acked_batches >= 3) for a in agents)
+            )
+        )
         await hub_process.kill()
         # 30 batches' worth of outage (0.2 s batches): every agent keeps spooling.
-        await within(asyncio.gather(*(_pending_at_least(a, 30) for a in agents)), 60)
+        await within(
+            asyncio.gather(*(spool_until(a, lambda a=a: len(a.spool) >= 30) for a in agents)), 60
+        )
         await hub_process.start()
-        await within(asyncio.gather(*(_drained(a) for a in agents)), 60)
+        await within(
+            asyncio.gather(
+                *(
+                    spool_until(a, lambda a=a: not len(a.spool) and a.link.connected.is_set())
+                    for a in agents
+                )
+            ),
+            60,
+        )
     finally:
         for agent in agents:
             await agent.stop()
@@ -106,24 +120,6 @@ async def test_hub_sigkill_under_ten_agents_loses_and_duplicates_nothing(
             assert seqs == list(range(1, agent.sequence.last_allocated + 1)), agent.node_id
     finally:
         await observer.close()
-
-
-async def _acked_at_least(agent: Agent, count: int) -> None:
-    while agent.spool.acked_batches < count:
-        agent.spool.changed.clear()
-        await agent.spool.changed.wait()
-
-
-async def _pending_at_least(agent: Agent, count: int) -> None:
-    while len(agent.spool) < count:
-        agent.spool.changed.clear()
-        await agent.spool.changed.wait()
-
-
-async def _drained(agent: Agent) -> None:
-    while len(agent.spool) or not agent.link.connected.is_set():
-        agent.spool.changed.clear()
-        await agent.spool.changed.wait()
 
 
 async def _stream_seqs(js: nats.js.JetStreamContext, node_id: str) -> list[int]:
@@ -156,14 +152,20 @@ async def test_agent_killed_twenty_times_loses_no_spooled_batch(
         else:
             # Connected: SIGKILL at a random moment of the sample/seal/send/ack cycle.
             agent = await _agent_process(pki, hub.address, data_dir)
-            target = _acked(hub, "kill-1") + rng.randint(1, 4)
-            await within(hub.registry.wait_for(lambda t=target: _acked(hub, "kill-1") >= t))
+            target = counter(hub, "kill-1", "last_acked_seq") + rng.randint(1, 4)
+            await within(
+                hub.registry.wait_for(
+                    lambda t=target: counter(hub, "kill-1", "last_acked_seq") >= t
+                )
+            )
             await asyncio.sleep(rng.uniform(0, 0.15))  # a random kill point, not a wait
         agent.send_signal(signal.SIGKILL)
         await agent.wait()
     agent = await _agent_process(pki, hub.address, data_dir)
     backlog = _allocated(data_dir)
-    await within(hub.registry.wait_for(lambda: _acked(hub, "kill-1") >= backlog + 2))
+    await within(
+        hub.registry.wait_for(lambda: counter(hub, "kill-1", "last_acked_seq") >= backlog + 2)
+    )
     agent.send_signal(signal.SIGTERM)  # seals, drains, exits
     assert await within(agent.wait()) == 0
     observer = await nats.connect(hub.nats_url)
@@ -217,11 +219,6 @@ async def _agent_process(pki: Pki, hub_address: str, data_dir: Path) -> asyncio.
     return process
 
 
-def _acked(hub: Hub, node_id: str) -> int:
-    node = hub.registry.get(node_id)
-    return node.counters.last_acked_seq if node else 0
-
-
 async def test_bytes_flipped_in_the_spool_are_skipped_announced_and_counted(
     pki: Pki, hub: Hub, tmp_path: Path
 ) -> None:
@@ -232,7 +229,7 @@ async def test_bytes_flipped_in_the_spool_are_skipped_announced_and_counted(
         offline, link=replace(offline.link, hub_address=f"127.0.0.1:{_closed_port()}")
     )
     agent = await Agent.start(offline)
-    await within(_spooled_at_least(agent, 8))
+    await within(spool_until(agent, lambda: len(agent.spool) >= 8))
     await agent.stop()
     segments = sorted((data_dir / "spool").glob("*.seg"))
     middle = segments[0].read_bytes()
@@ -249,7 +246,9 @@ async def test_bytes_flipped_in_the_spool_are_skipped_announced_and_counted(
         gap_event = json.loads((await gap_events.next_msg(timeout=20)).data)
         assert gap_event["data"]["reason"] == "corrupt"
         backlog = agent.sequence.last_allocated
-        await within(hub.registry.wait_for(lambda: _acked(hub, "flip-1") >= backlog))
+        await within(
+            hub.registry.wait_for(lambda: counter(hub, "flip-1", "last_acked_seq") >= backlog)
+        )
     finally:
         await agent.stop()
         await events.close()
@@ -264,14 +263,3 @@ async def test_bytes_flipped_in_the_spool_are_skipped_announced_and_counted(
     assert len(stored) == len(set(stored))
     assert len(stored) + node.counters.batches_in_gaps == agent.sequence.last_allocated
     assert node.counters.batches_in_gaps >= 1
-
-
-async def _spooled_at_least(agent: Agent, count: int) -> None:
-    while len(agent.spool) < count:
-        agent.spool.changed.clear()
-        await agent.spool.changed.wait()
-
-
-def _gaps(hub: Hub, node_id: str) -> int:
-    node = hub.registry.get(node_id)
-    return node.counters.gaps_announced if node else 0

@@ -28,9 +28,9 @@ from hub.registry import OFFLINE, ONLINE
 from sentinel import subjects
 from sentinel.errors import ConfigError
 from sentinel.rpc_errors import reason_of
-from sentinel.tls import TlsFiles
+from sentinel.tls import TlsFiles, channel_credentials
 from sentinel.v1 import agent_pb2, agent_pb2_grpc, fleet_pb2, fleet_pb2_grpc, telemetry_pb2
-from tests.conftest import Pki, hub_settings, within
+from tests.conftest import Pki, counter, hub_settings, spool_until, within
 from tests.test_metrics import scrape
 from tests.test_pod_attribution import KubeletServer, pod
 
@@ -108,7 +108,7 @@ async def stream_count(hub: Hub, node_id: str) -> int:
 async def test_replay_gpu_samples_reach_get_node_with_the_capture_values(
     hub: Hub, agent: Agent, pki: Pki, channel_to: Channels
 ) -> None:
-    await within(hub.registry.wait_for(lambda: _batches(hub, "node-a") >= 3))
+    await within(hub.registry.wait_for(lambda: counter(hub, "node-a", "batches_received") >= 3))
     stub = fleet_pb2_grpc.FleetServiceStub(channel_to(pki.user("admin")))
     node = (await stub.GetNode(fleet_pb2.GetNodeRequest(node_id="node-a"), timeout=10)).node
     assert node.state == ONLINE
@@ -146,7 +146,7 @@ async def test_hub_restart_keeps_the_registry_and_drops_a_resent_batch(
     first = await Hub.start(settings)
     tls = pki.node("node-b")
     try:
-        async with grpc.aio.secure_channel(first.address, _creds(tls)) as channel:
+        async with grpc.aio.secure_channel(first.address, channel_credentials(tls)) as channel:
             call, reply = await open_stream(channel, "node-b", role="trainer")
             assert reply.acked_seq == 0
             ack = await send_batch(call, 1)
@@ -159,7 +159,7 @@ async def test_hub_restart_keeps_the_registry_and_drops_a_resent_batch(
         node = second.registry.get("node-b")
         assert node is not None and node.state == OFFLINE
         assert dict(node.labels) == {"role": "trainer"}
-        async with grpc.aio.secure_channel(second.address, _creds(tls)) as channel:
+        async with grpc.aio.secure_channel(second.address, channel_credentials(tls)) as channel:
             call, reply = await open_stream(channel, "node-b")
             assert reply.acked_seq == 1
             ack = await send_batch(call, 1)
@@ -180,13 +180,20 @@ async def test_agent_keeps_its_batches_through_a_hub_outage(pki: Pki, tmp_path: 
     first = await Hub.start(settings)
     agent = await Agent.start(agent_settings(pki, first, tmp_path / "agent"))
     try:
-        await within(first.registry.wait_for(lambda: _batches(first, "node-a") >= 2))
+        await within(
+            first.registry.wait_for(lambda: counter(first, "node-a", "batches_received") >= 2)
+        )
         await first.stop()
-        await within(_outbox_reaches(agent, 4))  # sampling goes on into the outbox
+        # While the hub is away the agent keeps sampling into its spool.
+        await within(spool_until(agent, lambda: len(agent.spool) >= 4))
         second = await Hub.start(replace(settings, listen=f"127.0.0.1:{first.port}"))
         try:
             backlog_end = agent.sequence.last_allocated
-            await within(second.registry.wait_for(lambda: _acked(second, "node-a") >= backlog_end))
+            await within(
+                second.registry.wait_for(
+                    lambda: counter(second, "node-a", "last_acked_seq") >= backlog_end
+                )
+            )
             await agent.stop()  # seals the partial batch and drains it
             assert len(agent.spool) == 0
             # Every batch the agent ever sealed is in the stream exactly once.
@@ -306,31 +313,9 @@ def test_node_id_flag_must_match_the_certificate(pki: Pki, tmp_path: Path) -> No
     assert load_node_credentials(copied, "node-a").node_id == "node-a"
 
 
-def _creds(tls: TlsFiles) -> grpc.ChannelCredentials:
-    from sentinel.tls import channel_credentials
-
-    return channel_credentials(tls)
-
-
-def _batches(hub: Hub, node_id: str) -> int:
-    node = hub.registry.get(node_id)
-    return node.counters.batches_received if node else 0
-
-
-def _acked(hub: Hub, node_id: str) -> int:
-    node = hub.registry.get(node_id)
-    return node.counters.last_acked_seq if node else 0
-
-
 def _state(hub: Hub, node_id: str) -> int:
     node = hub.registry.get(node_id)
     return node.state if node else 0
-
-
-async def _outbox_reaches(agent: Agent, count: int) -> None:
-    while len(agent.spool) < count:
-        agent.spool.changed.clear()
-        await agent.spool.changed.wait()
 
 
 async def test_a_batch_the_store_cannot_take_is_refused_not_acknowledged(
@@ -338,7 +323,9 @@ async def test_a_batch_the_store_cannot_take_is_refused_not_acknowledged(
 ) -> None:
     hub = await Hub.start(hub_settings(pki, tmp_path / "hub", store_timeout_s=1.0))
     try:
-        async with grpc.aio.secure_channel(hub.address, _creds(pki.node("node-a"))) as channel:
+        async with grpc.aio.secure_channel(
+            hub.address, channel_credentials(pki.node("node-a"))
+        ) as channel:
             call, _ = await open_stream(channel, "node-a")
             assert (await send_batch(call, 1)).seq == 1
             assert hub._embedded is not None
@@ -354,7 +341,7 @@ async def test_a_batch_the_store_cannot_take_is_refused_not_acknowledged(
         await hub.stop()
 
 
-async def test_outbox_overflow_during_an_outage_is_announced_as_a_gap(
+async def test_spool_overflow_during_an_outage_is_announced_as_a_gap(
     pki: Pki, tmp_path: Path
 ) -> None:
     settings = hub_settings(pki, tmp_path / "hub")
@@ -363,9 +350,11 @@ async def test_outbox_overflow_during_an_outage_is_announced_as_a_gap(
         replace(agent_settings(pki, first, tmp_path / "agent"), spool_max_bytes=2048)
     )
     try:
-        await within(first.registry.wait_for(lambda: _batches(first, "node-a") >= 1))
+        await within(
+            first.registry.wait_for(lambda: counter(first, "node-a", "batches_received") >= 1)
+        )
         await first.stop()
-        await within(_dropped_reaches(agent, 3))
+        await within(spool_until(agent, lambda: agent.spool.dropped_batches >= 3))
         assert agent.spool.bytes_on_disk() <= 2048  # the cap holds through the outage
         second = await Hub.start(replace(settings, listen=f"127.0.0.1:{first.port}"))
         gaps: asyncio.Queue[dict[str, object]] = asyncio.Queue()
@@ -376,7 +365,9 @@ async def test_outbox_overflow_during_an_outage_is_announced_as_a_gap(
 
         await observer.subscribe("sentinel.events.telemetry.gap.node-a", cb=collect)
         try:
-            await within(second.registry.wait_for(lambda: _gaps(second, "node-a") >= 1))
+            await within(
+                second.registry.wait_for(lambda: counter(second, "node-a", "gaps_announced") >= 1)
+            )
             event = await within(gaps.get())
             await agent.stop()
             node = second.registry.get("node-a")
@@ -394,17 +385,6 @@ async def test_outbox_overflow_during_an_outage_is_announced_as_a_gap(
             await second.stop()
     finally:
         await agent.stop()
-
-
-async def _dropped_reaches(agent: Agent, count: int) -> None:
-    while agent.spool.dropped_batches < count:
-        agent.spool.changed.clear()
-        await agent.spool.changed.wait()
-
-
-def _gaps(hub: Hub, node_id: str) -> int:
-    node = hub.registry.get(node_id)
-    return node.counters.gaps_announced if node else 0
 
 
 async def test_a_hub_that_cannot_listen_says_so_and_leaves_nothing_running(

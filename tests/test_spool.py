@@ -1,4 +1,4 @@
-"""The disk spool: outbox semantics, restarts, the byte cap, torn tails, corruption, kill -9.
+"""The disk spool: queue semantics, restarts, the byte cap, torn tails, corruption, kill -9.
 
 Everything runs on real files in tmp_path; crashes are real (SIGKILL of a child process)
 or made by editing the files the way a crash or bit rot would leave them.
