@@ -14,14 +14,16 @@ from certs.authority import (
     load_trust_domain,
 )
 from certs.layout import CertLayout
-from certs.signing_keys import key_id, load_signing_key
+from certs.signing_keys import command_keys, load_signer, load_signing_key, new_command_key
 
 __all__ = [
     "CertLayout",
+    "command_keys",
     "init_ca",
     "issue_node_certificate",
     "issue_user_certificate",
-    "key_id",
+    "load_signer",
     "load_signing_key",
     "load_trust_domain",
+    "new_command_key",
 ]

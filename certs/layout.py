@@ -64,6 +64,12 @@ class CertLayout:
     def command_pub(self) -> Path:
         return self.signing_dir / "command.pub"
 
+    def rotated_command_key(self, key_id: str) -> Path:
+        """A command key made by a rotation; `key_id` comes from `key_id_for`, never a caller."""
+        if not key_id.startswith("command-") or not key_id[8:].isalnum():
+            raise ValueError(f"not a command key id: {key_id!r}")
+        return self.signing_dir / f"{key_id}.key"
+
     def node_cert(self, node_id: str) -> Path:
         return self.nodes_dir / f"{validate_node_id(node_id)}.crt"
 

@@ -3,33 +3,30 @@
 Invariants: private keys are PKCS#8 PEM, unencrypted, mode 0600, in a 0700
 directory, and are never overwritten (a new key is a rotation, not a re-init);
 public keys are SubjectPublicKeyInfo PEM. A key id names the purpose and the
-key: `<purpose>-<first 16 hex digits of sha256(raw 32-byte public key)>`.
+key (`sentinel.keyset.key_id_for`).
 """
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import (
-    Ed25519PrivateKey,
-    Ed25519PublicKey,
-)
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from certs.layout import CertLayout
 from certs.writer import ensure_directory, write_public, write_secret
-from sentinel.errors import ConfigError, InvalidArgument
+from sentinel.envelope import SigningKey
+from sentinel.errors import ConfigError
+from sentinel.keyset import key_id_for
+from sentinel.v1 import signing_pb2
 
 SIGNING_DIR_MODE = 0o700
 
 
-def key_id(public_key: Ed25519PublicKey, purpose: str) -> str:
-    """`<purpose>-<hex16>`, stable for a given public key."""
-    if not purpose:
-        raise InvalidArgument("a key id needs a purpose", reason="INVALID_KEY_PURPOSE")
-    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return f"{purpose}-{hashlib.sha256(raw).hexdigest()[:16]}"
+def load_signer(path: Path, purpose: signing_pb2.KeyPurpose) -> SigningKey:
+    """A private key with its key id (`sentinel.keyset.key_id_for`), ready to sign."""
+    key = load_signing_key(path)
+    return SigningKey(key_id_for(key.public_key(), purpose), key)
 
 
 def load_signing_key(path: Path) -> Ed25519PrivateKey:
@@ -56,6 +53,24 @@ def write_signing_keys(layout: CertLayout) -> None:
     ensure_directory(layout.signing_dir, SIGNING_DIR_MODE)
     _write_pair(layout.root_key, layout.root_pub)
     _write_pair(layout.command_key, layout.command_pub)
+
+
+def new_command_key(layout: CertLayout) -> SigningKey:
+    """A fresh command key, written to `signing/<key id>.key` before it is returned."""
+    key = Ed25519PrivateKey.generate()
+    signer = SigningKey(key_id_for(key.public_key(), signing_pb2.KEY_PURPOSE_COMMAND), key)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    write_secret(layout.rotated_command_key(signer.key_id), pem, overwrite=False)
+    return signer
+
+
+def command_keys(layout: CertLayout) -> dict[str, SigningKey]:
+    """Every command key in the directory (the first and the rotated ones), by key id."""
+    paths = [layout.command_key, *sorted(layout.signing_dir.glob("command-*.key"))]
+    signers = [load_signer(p, signing_pb2.KEY_PURPOSE_COMMAND) for p in paths if p.exists()]
+    return {s.key_id: s for s in signers}
 
 
 def _write_pair(key_path: Path, pub_path: Path) -> None:

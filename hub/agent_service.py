@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 
 import grpc
@@ -18,13 +18,14 @@ import grpc
 from hub.auth import current_identity
 from hub.errors import abort
 from hub.ingest import TelemetryIngest, validate_boot_id
+from hub.keys import KeyManager
 from hub.metrics import HubMetrics, gap_reason_label
 from hub.registry import Registry
 from hub.settings import FleetSettings
 from sentinel.durations import to_proto_duration, to_timestamp
 from sentinel.errors import InvalidArgument, PermissionDenied, SentinelError
 from sentinel.selectors import validate_label
-from sentinel.v1 import agent_pb2, agent_pb2_grpc, telemetry_pb2
+from sentinel.v1 import agent_pb2, agent_pb2_grpc, signing_pb2, telemetry_pb2
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,8 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         nats_url: str,
         clock: Callable[[], datetime],
         metrics: HubMetrics,
+        keys: KeyManager,
+        on_hello: Callable[[str], Awaitable[None]],
     ) -> None:
         self._registry = registry
         self._ingest = ingest
@@ -48,6 +51,8 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         self._nats_url = nats_url
         self._now = clock
         self._metrics = metrics
+        self._keys = keys
+        self._on_hello = on_hello
         self._closing = asyncio.Event()
         self.open_streams = 0
 
@@ -75,6 +80,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[agent_pb2.ConnectResponse]:
         hello = await self._read_hello(incoming, node_id, context)
+        await self._on_hello(node_id)
         token = await self._registry.connected(hello, self._now())
         self._metrics.agent_connected()
         reason = "stream_closed"
@@ -86,13 +92,28 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                     acked_seq=await self._ingest.high_water_mark(node_id, hello.boot_id),
                     heartbeat_interval=to_proto_duration(self._fleet.heartbeat_interval),
                     hub_time=to_timestamp(self._now()),
+                    keyset_version=self._keys.keyset.version,
                 )
             )
-            while (message := await self._next_message(incoming)) is not None:
-                await self._registry.seen(node_id, self._now())
-                response = await self._handle(node_id, message)
-                if response is not None:
-                    yield response
+            if hello.keyset_version != self._keys.keyset.version:
+                yield self._keyset_update()
+            reader = _Reader(incoming)
+            try:
+                while True:
+                    keyset_changed = self._keys.changed()
+                    message = await reader.next(self._closing, keyset_changed)
+                    if keyset_changed.is_set():
+                        yield self._keyset_update()
+                    if message is _NOTHING_YET:
+                        continue
+                    if message is None:
+                        break
+                    await self._registry.seen(node_id, self._now())
+                    response = await self._handle(node_id, message)
+                    if response is not None:
+                        yield response
+            finally:
+                reader.close()
             if self._closing.is_set():
                 reason = "hub_shutdown"
         except asyncio.CancelledError:
@@ -102,20 +123,9 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             self._metrics.agent_disconnected()
             await self._registry.disconnected(node_id, token, reason)
 
-    async def _next_message(
-        self, incoming: AsyncIterator[agent_pb2.ConnectRequest]
-    ) -> agent_pb2.ConnectRequest | None:
-        """The next message, or None when the agent closed the stream or the hub is closing."""
-        if self._closing.is_set():
-            return None
-        read = asyncio.ensure_future(anext(incoming, None))
-        closing = asyncio.ensure_future(self._closing.wait())
-        await asyncio.wait({read, closing}, return_when=asyncio.FIRST_COMPLETED)
-        closing.cancel()
-        if not read.done():
-            read.cancel()
-            return None
-        return read.result()
+    def _keyset_update(self) -> agent_pb2.ConnectResponse:
+        envelope = signing_pb2.SignedEnvelope.FromString(self._keys.keyset.envelope)
+        return agent_pb2.ConnectResponse(keyset=agent_pb2.KeysetUpdate(keyset=envelope))
 
     async def _read_hello(
         self,
@@ -221,3 +231,37 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         return agent_pb2.ConnectResponse(
             gap_ack=agent_pb2.GapAck(boot_id=gap.boot_id, from_seq=gap.from_seq, to_seq=gap.to_seq)
         )
+
+
+_NOTHING_YET = agent_pb2.ConnectRequest()
+
+
+class _Reader:
+    """Reads the agent's stream while also waiting for hub events. A read in progress is
+    kept across those events, never cancelled, so no message is lost to a wake-up."""
+
+    def __init__(self, incoming: AsyncIterator[agent_pb2.ConnectRequest]) -> None:
+        self._incoming = incoming
+        self._pending: asyncio.Future[agent_pb2.ConnectRequest | None] | None = None
+
+    async def next(
+        self, closing: asyncio.Event, keyset_changed: asyncio.Event
+    ) -> agent_pb2.ConnectRequest | None:
+        """The next message; None when the agent closed the stream or the hub is closing;
+        `_NOTHING_YET` when the keyset changed first."""
+        if closing.is_set():
+            return None
+        if self._pending is None:
+            self._pending = asyncio.ensure_future(anext(self._incoming, None))
+        wakeups = [asyncio.ensure_future(e.wait()) for e in (closing, keyset_changed)]
+        await asyncio.wait([self._pending, *wakeups], return_when=asyncio.FIRST_COMPLETED)  # type: ignore[type-var]
+        for wakeup in wakeups:
+            wakeup.cancel()
+        if self._pending.done():
+            message, self._pending = self._pending.result(), None
+            return message
+        return None if closing.is_set() else _NOTHING_YET
+
+    def close(self) -> None:
+        if self._pending is not None:
+            self._pending.cancel()

@@ -17,15 +17,20 @@ from prometheus_client import CollectorRegistry
 
 import certs
 from hub.agent_service import AgentService
+from hub.command_issuer import CommandIssuer
+from hub.command_results import ResultReader
+from hub.command_service import CommandService, KeyService
+from hub.command_store import CommandStore
 from hub.embedded_nats import EmbeddedNats
 from hub.events import EventPublisher
 from hub.fleet_service import FleetService
 from hub.ingest import TelemetryIngest
+from hub.keys import KeyManager
 from hub.metrics import HubMetrics
 from hub.registry import Registry
-from hub.server import build_server, set_serving
+from hub.server import Services, build_server, set_serving
 from hub.settings import HubSettings
-from hub.state import HubState
+from hub.state import COMMANDS_RETENTION, HubState
 from sentinel.errors import ConfigError, SentinelError
 from sentinel.metrics_http import MetricsServer, serve_metrics
 from sentinel.tasks import cancel_and_wait, termination_requested
@@ -56,6 +61,8 @@ class Hub:
         clock: Callable[[], datetime],
         agent_service: AgentService,
         metrics_server: MetricsServer | None,
+        commands: CommandStore,
+        results: ResultReader,
     ) -> None:
         self.settings = settings
         self.server = server
@@ -67,7 +74,9 @@ class Hub:
         self._clock = clock
         self._agent_service = agent_service
         self._metrics_server = metrics_server
+        self.commands = commands
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="hub-liveness-sweeper")
+        self._results = asyncio.create_task(results.run(), name="hub-command-results")
 
     @property
     def address(self) -> str:
@@ -114,6 +123,17 @@ class Hub:
             registry = Registry(state.nodes, events)
             await registry.load()
             metrics.set_nodes_by_state(registry.count_by_state)
+            keys = await KeyManager.open(state.keys, layout, clock)
+            commands = await CommandStore.open(state.js, COMMANDS_RETENTION)
+            undo.push_async_callback(commands.close)
+            issuer = CommandIssuer(
+                state.js,
+                commands,
+                idempotency=state.idempotency,
+                keys=keys,
+                events=events,
+                clock=clock,
+            )
             metrics_server = None
             if settings.metrics_listen:
                 metrics_server = serve_metrics(metrics.registry, settings.metrics_listen)
@@ -126,9 +146,18 @@ class Hub:
                 nats_url=nats_url,
                 clock=clock,
                 metrics=metrics,
+                keys=keys,
+                on_hello=issuer.ensure_consumer,
             )
             server, health = build_server(
-                settings.limits, trust_domain, agent, FleetService(registry, state.nc)
+                settings.limits,
+                trust_domain,
+                Services(
+                    agent=agent,
+                    fleet=FleetService(registry, state.nc),
+                    command=CommandService(registry, commands, issuer, metrics, clock),
+                    keys=KeyService(keys),
+                ),
             )
             try:
                 port = server.add_secure_port(settings.listen, server_credentials(tls))
@@ -152,6 +181,8 @@ class Hub:
                 clock=clock,
                 agent_service=agent,
                 metrics_server=metrics_server,
+                commands=commands,
+                results=ResultReader(state.js, commands, events, metrics, clock),
             )
             undo.pop_all()
         log.info("hub %s serving on %s (NATS %s)", settings.hub_id, hub.address, nats_url)
@@ -171,7 +202,8 @@ class Hub:
         await asyncio.sleep(0)  # let the server stop accepting first
         log.info("closing %d agent streams", self._agent_service.close_streams())
         await stopping
-        await cancel_and_wait(self._sweeper)
+        await cancel_and_wait(self._sweeper, self._results)
+        await self.commands.close()
         if self._metrics_server is not None:
             await asyncio.to_thread(self._metrics_server.close)
         await self.state.close()

@@ -47,6 +47,22 @@ def find_nats_server() -> Path:
     return Path(found)
 
 
+def _config(store: Path, ports_dir: Path) -> str:
+    """Loopback only, random port. `sync_interval: always` makes JetStream fsync each write
+    before its PubAck: an acknowledged command (or telemetry batch, or audit record) then
+    survives a machine crash, not only a process crash. The server default (every 2 min)
+    would let a power loss take back writes the hub already confirmed."""
+    return (
+        'host: "127.0.0.1"\n'
+        "port: -1\n"
+        f"ports_file_dir: {json.dumps(str(ports_dir))}\n"
+        "jetstream {\n"
+        f"  store_dir: {json.dumps(str(store))}\n"
+        "  sync_interval: always\n"
+        "}\n"
+    )
+
+
 @dataclass
 class EmbeddedNats:
     """A running nats-server child process."""
@@ -63,19 +79,14 @@ class EmbeddedNats:
         ports_dir.mkdir(parents=True, exist_ok=True)
         for stale in ports_dir.glob("*.ports"):
             stale.unlink()
+        config = data_dir / "nats-server.conf"
+        config.write_text(_config(store, ports_dir))
         log_file = (data_dir / "nats-server.log").open("ab")
         process = await asyncio.create_subprocess_exec(
             *_die_with_parent(),
             str(find_nats_server()),
-            "--addr",
-            "127.0.0.1",
-            "--port",
-            "-1",
-            "--jetstream",
-            "--store_dir",
-            str(store),
-            "--ports_file_dir",
-            str(ports_dir),
+            "--config",
+            str(config),
             stdout=log_file,
             stderr=log_file,
             stdin=asyncio.subprocess.DEVNULL,

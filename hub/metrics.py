@@ -92,6 +92,24 @@ class HubMetrics:
             "Fleet events (CloudEvents on NATS) that could not be published.",
             registry=registry,
         )
+        self._commands_issued = Counter(
+            "sentinel_hub_commands_issued_total",
+            "Signed command envelopes published (one per target node), by action.",
+            ["action"],
+            registry=registry,
+        )
+        self._command_outcomes = Counter(
+            "sentinel_hub_command_outcomes_total",
+            "Per-node command outcomes announced (succeeded, planned, refused, failed), by reason.",
+            ["outcome", "reason"],
+            registry=registry,
+        )
+        self._results_dropped = Counter(
+            "sentinel_hub_command_results_dropped_total",
+            "Command results dropped unread (undecodable, or naming another node), by reason.",
+            ["reason"],
+            registry=registry,
+        )
         for reason in _GAP_REASONS:
             self._gaps.labels(reason=reason)
             self._gap_batches.labels(reason=reason)
@@ -127,6 +145,17 @@ class HubMetrics:
     def event_publish_failed(self) -> None:
         """A fleet event could not be published."""
         self._publish_failures.inc()
+
+    def commands_issued(self, action: str, envelopes: int) -> None:
+        """`envelopes` signed envelopes of `action` were published."""
+        self._commands_issued.labels(action=action).inc(envelopes)
+
+    def command_outcome(self, outcome: str, reason: str) -> None:
+        """One (command, node, outcome) was announced."""
+        self._command_outcomes.labels(outcome=outcome, reason=reason or "none").inc()
+
+    def command_result_dropped(self, reason: str) -> None:
+        self._results_dropped.labels(reason=reason).inc()
 
     def set_nodes_by_state(self, nodes_by_state: NodesByState) -> None:
         """Export `sentinel_hub_nodes{state}` from `nodes_by_state()`, asked at each scrape."""

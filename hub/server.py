@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -14,9 +16,12 @@ from sentinel.v1 import (
     agent_pb2,
     agent_pb2_grpc,
     command_pb2,
+    command_pb2_grpc,
     enrollment_pb2,
     fleet_pb2,
     fleet_pb2_grpc,
+    keys_pb2,
+    keys_pb2_grpc,
     policy_pb2,
     rollout_pb2,
 )
@@ -25,6 +30,7 @@ V1_SERVICES = (
     agent_pb2.DESCRIPTOR.services_by_name["AgentService"],
     fleet_pb2.DESCRIPTOR.services_by_name["FleetService"],
     command_pb2.DESCRIPTOR.services_by_name["CommandService"],
+    keys_pb2.DESCRIPTOR.services_by_name["KeyService"],
     policy_pb2.DESCRIPTOR.services_by_name["PolicyService"],
     rollout_pb2.DESCRIPTOR.services_by_name["RolloutService"],
     enrollment_pb2.DESCRIPTOR.services_by_name["EnrollmentService"],
@@ -52,20 +58,34 @@ def server_options(limits: ServerLimits) -> list[tuple[str, int]]:
     ]
 
 
+@dataclass(frozen=True, slots=True)
+class Services:
+    """The implemented v1 services; every other one answers UNIMPLEMENTED."""
+
+    agent: agent_pb2_grpc.AgentServiceServicer
+    fleet: fleet_pb2_grpc.FleetServiceServicer
+    command: command_pb2_grpc.CommandServiceServicer
+    keys: keys_pb2_grpc.KeyServiceServicer
+
+
 def build_server(
-    limits: ServerLimits,
-    trust_domain: str,
-    agent_service: agent_pb2_grpc.AgentServiceServicer,
-    fleet_service: fleet_pb2_grpc.FleetServiceServicer,
+    limits: ServerLimits, trust_domain: str, services: Services
 ) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
     server = grpc.aio.server(
         interceptors=[AuthInterceptor(trust_domain)],
         options=server_options(limits),
         maximum_concurrent_rpcs=limits.max_concurrent_rpcs,
     )
-    agent_pb2_grpc.add_AgentServiceServicer_to_server(agent_service, server)
-    fleet_pb2_grpc.add_FleetServiceServicer_to_server(fleet_service, server)
-    implemented = {"sentinel.v1.AgentService", "sentinel.v1.FleetService"}
+    agent_pb2_grpc.add_AgentServiceServicer_to_server(services.agent, server)
+    fleet_pb2_grpc.add_FleetServiceServicer_to_server(services.fleet, server)
+    command_pb2_grpc.add_CommandServiceServicer_to_server(services.command, server)
+    keys_pb2_grpc.add_KeyServiceServicer_to_server(services.keys, server)
+    implemented = {
+        "sentinel.v1.AgentService",
+        "sentinel.v1.FleetService",
+        "sentinel.v1.CommandService",
+        "sentinel.v1.KeyService",
+    }
     server.add_generic_rpc_handlers(
         [unimplemented_service(s) for s in V1_SERVICES if s.full_name not in implemented]
     )

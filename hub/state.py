@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 
 DEDUP_WINDOW_S = 120.0
 EVENTS_RETENTION = timedelta(days=7)
+# Longer than the longest command time-to-live, so an agent away for that long still
+# finds every unexpired command, and its result, on return.
+COMMANDS_RETENTION = timedelta(days=8)
 
 
 @dataclass
@@ -36,6 +39,8 @@ class HubState:
     js: JetStreamContext
     nodes: KeyValue
     telemetry_hwm: KeyValue
+    idempotency: KeyValue
+    keys: KeyValue
     _events: _ConnectionLog
 
     @classmethod
@@ -79,13 +84,40 @@ class HubState:
                 max_age=EVENTS_RETENTION.total_seconds(),
             ),
         )
-        nodes = await js.create_key_value(
-            bucket=subjects.NODES_BUCKET, history=1, storage=api.StorageType.FILE
+        for name, subject in (
+            (subjects.COMMANDS_STREAM, subjects.COMMANDS_ALL),
+            (subjects.RESULTS_STREAM, subjects.RESULTS_ALL),
+        ):
+            await ensure_stream(
+                js,
+                api.StreamConfig(
+                    name=name,
+                    subjects=[subject],
+                    storage=api.StorageType.FILE,
+                    max_age=COMMANDS_RETENTION.total_seconds(),
+                    duplicate_window=DEDUP_WINDOW_S,
+                ),
+            )
+        buckets = {
+            name: await js.create_key_value(
+                bucket=name, history=1, storage=api.StorageType.FILE, ttl=ttl
+            )
+            for name, ttl in (
+                (subjects.NODES_BUCKET, None),
+                (subjects.TELEMETRY_HWM_BUCKET, None),
+                (subjects.IDEMPOTENCY_BUCKET, COMMANDS_RETENTION.total_seconds()),
+                (subjects.KEYS_BUCKET, None),
+            )
+        }
+        return cls(
+            nc,
+            js,
+            buckets[subjects.NODES_BUCKET],
+            buckets[subjects.TELEMETRY_HWM_BUCKET],
+            buckets[subjects.IDEMPOTENCY_BUCKET],
+            buckets[subjects.KEYS_BUCKET],
+            events,
         )
-        hwm = await js.create_key_value(
-            bucket=subjects.TELEMETRY_HWM_BUCKET, history=1, storage=api.StorageType.FILE
-        )
-        return cls(nc, js, nodes, hwm, events)
 
     async def close(self, timeout_s: float = 5.0) -> None:
         """Flush and close; a NATS that is already gone must not hold up a shutdown."""

@@ -34,11 +34,12 @@ def build_event(
     *,
     source: str,
     now: datetime | None = None,
+    event_id: str | None = None,
 ) -> FleetEvent:
     moment = now or datetime.now(UTC)
     body = {
         "specversion": "1.0",
-        "id": str(uuid.uuid4()),
+        "id": event_id or str(uuid.uuid4()),
         "source": source,
         "type": f"io.sentinel.{domain}.{event}",
         "subject": node_id,

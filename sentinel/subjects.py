@@ -11,7 +11,17 @@ EVENTS_STREAM = "SENTINEL_EVENTS"
 NODES_BUCKET = "sentinel_nodes"
 TELEMETRY_HWM_BUCKET = "sentinel_telemetry_hwm"
 
+COMMANDS_STREAM = "SENTINEL_COMMANDS"
+RESULTS_STREAM = "SENTINEL_RESULTS"
+COMMANDS_BUCKET = "sentinel_commands"
+COMMAND_STATUS_BUCKET = "sentinel_command_status"
+IDEMPOTENCY_BUCKET = "sentinel_command_keys"
+KEYS_BUCKET = "sentinel_keys"
+RESULTS_CONSUMER = "hub-results"
+
 TELEMETRY_ALL = "sentinel.telemetry.*"
+COMMANDS_ALL = "sentinel.cmd.*"
+RESULTS_ALL = "sentinel.results.*"
 EVENTS_ALL = "sentinel.events.>"
 
 
@@ -30,3 +40,31 @@ def event_subject(domain: str, event: str, node_id: str) -> str:
 
 def hwm_key(node_id: str, boot_id: str) -> str:
     return f"{node_id}.{boot_id}"
+
+
+def command_subject(node_id: str) -> str:
+    return f"sentinel.cmd.{node_id}"
+
+
+def command_msg_id(command_id: str, node_id: str) -> str:
+    """`Nats-Msg-Id` of one command envelope: exactly `<command_id>/<node_id>`."""
+    return f"{command_id}/{node_id}"
+
+
+def command_consumer(node_id: str) -> str:
+    """The durable consumer through which one agent receives its commands."""
+    return f"agent-{node_id}"
+
+
+def result_subject(node_id: str) -> str:
+    return f"sentinel.results.{node_id}"
+
+
+def node_of_subject(subject: str, prefix: str) -> str:
+    """The node id token of `<prefix>.<node_id>`, or "" when the subject is not one."""
+    head, _, node = subject.rpartition(".")
+    return node if head == prefix else ""
+
+
+def status_key(command_id: str, node_id: str) -> str:
+    return f"{command_id}.{node_id}"

@@ -22,6 +22,7 @@ from certs import CertLayout
 from cli.main import main
 from sentinel.errors import ConfigError, FailedPrecondition, InvalidArgument, InvalidNodeId
 from sentinel.identity import Kind, Role, identity_from_certificate, identity_from_pem
+from sentinel.v1 import signing_pb2
 
 TD = "sentinel.local"
 
@@ -52,12 +53,14 @@ def san(cert: x509.Certificate) -> x509.SubjectAlternativeName:
 def test_public_names_are_locked() -> None:
     assert sorted(certs.__all__) == [
         "CertLayout",
+        "command_keys",
         "init_ca",
         "issue_node_certificate",
         "issue_user_certificate",
-        "key_id",
+        "load_signer",
         "load_signing_key",
         "load_trust_domain",
+        "new_command_key",
     ]
 
 
@@ -278,10 +281,11 @@ def test_signing_keys_and_key_ids(ca_dir: Path) -> None:
         public = serialization.load_pem_public_key(pub_path.read_bytes())
         assert isinstance(public, Ed25519PublicKey)
         assert public == private.public_key()
-        assert re.fullmatch(rf"{purpose}-[0-9a-f]{{16}}", certs.key_id(public, purpose))
-    root = certs.load_signing_key(layout.root_key).public_key()
-    command = certs.load_signing_key(layout.command_key).public_key()
-    assert certs.key_id(root, "x") != certs.key_id(command, "x")
+        signer = certs.load_signer(key_path, getattr(signing_pb2, f"KEY_PURPOSE_{purpose.upper()}"))
+        assert re.fullmatch(rf"{purpose}-[0-9a-f]{{16}}", signer.key_id)
+    root = certs.load_signer(layout.root_key, signing_pb2.KEY_PURPOSE_ROOT)
+    command = certs.load_signer(layout.command_key, signing_pb2.KEY_PURPOSE_ROOT)
+    assert root.key_id != command.key_id
 
 
 def test_load_signing_key_refuses_a_non_ed25519_key(ca_dir: Path) -> None:

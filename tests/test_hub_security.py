@@ -84,6 +84,7 @@ async def test_batch_for_another_node_on_own_stream_is_denied(
         agent_pb2.ConnectRequest(hello=agent_pb2.AgentHello(node_id="node-a", boot_id="b00t"))
     )
     assert (await call.read()).WhichOneof("message") == "hello_reply"
+    assert (await call.read()).WhichOneof("message") == "keyset"
     await call.write(
         agent_pb2.ConnectRequest(batch={"node_id": "node-b", "boot_id": "b00t", "seq": 1})
     )
@@ -102,13 +103,14 @@ async def test_viewer_calling_an_operator_rpc_is_denied_before_dispatch(
         await viewer.IssueCommand(command_pb2.IssueCommandRequest(action="agent.ping"), timeout=10)
     assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert reason_of(caught.value) == "ROLE_TOO_LOW"
-    # The same RPC from an operator passes the check and reaches the (future) handler.
+    # The same RPC from an operator passes the check and reaches the handler.
     operator = command_pb2_grpc.CommandServiceStub(channel_to(pki.user("operator")))
-    with pytest.raises(grpc.aio.AioRpcError) as unimplemented:
+    with pytest.raises(grpc.aio.AioRpcError) as handled:
         await operator.IssueCommand(
             command_pb2.IssueCommandRequest(action="agent.ping"), timeout=10
         )
-    assert unimplemented.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert handled.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert reason_of(handled.value) == "BAD_TARGET"
 
 
 async def test_operator_cannot_put_policy(hub: Hub, pki: Pki, channel_to: Channels) -> None:

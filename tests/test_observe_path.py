@@ -82,6 +82,10 @@ async def open_stream(
     )
     reply = await within(call.read())
     assert isinstance(reply, agent_pb2.ConnectResponse)
+    # An agent that holds no keyset is sent the hub's at once.
+    keyset = await within(call.read())
+    assert isinstance(keyset, agent_pb2.ConnectResponse)
+    assert keyset.WhichOneof("message") == "keyset"
     return call, reply.hello_reply
 
 

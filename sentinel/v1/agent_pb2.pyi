@@ -70,18 +70,20 @@ class AgentHello(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., boot_id: _Optional[str] = ..., agent_version: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., host: _Optional[_Union[_telemetry_pb2.HostInventory, _Mapping]] = ..., gpus: _Optional[_Iterable[_Union[_telemetry_pb2.GpuInventory, _Mapping]]] = ..., keyset_version: _Optional[int] = ..., policy_version: _Optional[int] = ..., heartbeat_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class HelloReply(_message.Message):
-    __slots__ = ("hub_id", "nats_url", "acked_seq", "heartbeat_interval", "hub_time")
+    __slots__ = ("hub_id", "nats_url", "acked_seq", "heartbeat_interval", "hub_time", "keyset_version")
     HUB_ID_FIELD_NUMBER: _ClassVar[int]
     NATS_URL_FIELD_NUMBER: _ClassVar[int]
     ACKED_SEQ_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_INTERVAL_FIELD_NUMBER: _ClassVar[int]
     HUB_TIME_FIELD_NUMBER: _ClassVar[int]
+    KEYSET_VERSION_FIELD_NUMBER: _ClassVar[int]
     hub_id: str
     nats_url: str
     acked_seq: int
     heartbeat_interval: _duration_pb2.Duration
     hub_time: _timestamp_pb2.Timestamp
-    def __init__(self, hub_id: _Optional[str] = ..., nats_url: _Optional[str] = ..., acked_seq: _Optional[int] = ..., heartbeat_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., hub_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    keyset_version: int
+    def __init__(self, hub_id: _Optional[str] = ..., nats_url: _Optional[str] = ..., acked_seq: _Optional[int] = ..., heartbeat_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., hub_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., keyset_version: _Optional[int] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
     __slots__ = ("sent_at",)

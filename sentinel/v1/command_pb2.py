@@ -26,7 +26,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19sentinel/v1/command.proto\x12\x0bsentinel.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa8\x01\n\x0eParameterValue\x12\x16\n\x0cstring_value\x18\x01 \x01(\tH\x00\x12\x13\n\tint_value\x18\x02 \x01(\x03H\x00\x12\x16\n\x0c\x64ouble_value\x18\x03 \x01(\x01H\x00\x12\x14\n\nbool_value\x18\x04 \x01(\x08H\x00\x12\x33\n\x0e\x64uration_value\x18\x05 \x01(\x0b\x32\x19.google.protobuf.DurationH\x00\x42\x06\n\x04kind\"F\n\rCommandTarget\x12\x11\n\x07node_id\x18\x01 \x01(\tH\x00\x12\x18\n\x0elabel_selector\x18\x02 \x01(\tH\x00\x42\x08\n\x06target\"\xc9\x04\n\x07\x43ommand\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12*\n\x06target\x18\x02 \x01(\x0b\x32\x1a.sentinel.v1.CommandTarget\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\x12\x38\n\nparameters\x18\x04 \x03(\x0b\x32$.sentinel.v1.Command.ParametersEntry\x12&\n\x04mode\x18\x05 \x01(\x0e\x32\x18.sentinel.v1.CommandMode\x12\x0e\n\x06issuer\x18\x06 \x01(\t\x12-\n\tissued_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tnot_after\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fidempotency_key\x18\t \x01(\t\x12\x16\n\x0epolicy_version\x18\n \x01(\x04\x12(\n\x05state\x18\x0b \x01(\x0e\x32\x19.sentinel.v1.CommandState\x12-\n\x05nodes\x18\x0c \x03(\x0b\x32\x1e.sentinel.v1.NodeCommandStatus\x12(\n\tapprovals\x18\r \x03(\x0b\x32\x15.sentinel.v1.Approval\x12\x1a\n\x12required_approvals\x18\x0e \x01(\r\x1aN\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12*\n\x05value\x18\x02 \x01(\x0b\x32\x1b.sentinel.v1.ParameterValue:\x02\x38\x01\"\xc9\x01\n\x11NodeCommandStatus\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12(\n\x05state\x18\x02 \x01(\x0e\x32\x19.sentinel.v1.CommandState\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12.\n\nupdated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x04plan\x18\x06 \x03(\x0b\x32\x1a.sentinel.v1.PlannedChange\"k\n\rPlannedChange\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\r\n\x05\x66ield\x18\x02 \x01(\t\x12\x12\n\nfrom_value\x18\x03 \x01(\t\x12\x10\n\x08to_value\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\"^\n\x08\x41pproval\x12\x10\n\x08\x61pprover\x18\x01 \x01(\t\x12/\n\x0b\x61pproved_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x63omment\x18\x03 \x01(\t\"\x99\x03\n\x0e\x43ommandPayload\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12\x0e\n\x06issuer\x18\x02 \x01(\t\x12-\n\tissued_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tnot_after\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x61udience\x18\x05 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x06 \x01(\t\x12?\n\nparameters\x18\x07 \x03(\x0b\x32+.sentinel.v1.CommandPayload.ParametersEntry\x12&\n\x04mode\x18\x08 \x01(\x0e\x32\x18.sentinel.v1.CommandMode\x12\x16\n\x0epolicy_version\x18\t \x01(\x04\x12\x12\n\nrollout_id\x18\n \x01(\t\x1aN\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12*\n\x05value\x18\x02 \x01(\x0b\x32\x1b.sentinel.v1.ParameterValue:\x02\x38\x01\"\xdd\x01\n\rCommandResult\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12(\n\x05state\x18\x03 \x01(\x0e\x32\x19.sentinel.v1.CommandState\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\x12+\n\x07\x63hanges\x18\x06 \x03(\x0b\x32\x1a.sentinel.v1.PlannedChange\x12/\n\x0b\x66inished_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd0\x02\n\x13IssueCommandRequest\x12*\n\x06target\x18\x01 \x01(\x0b\x32\x1a.sentinel.v1.CommandTarget\x12\x0e\n\x06\x61\x63tion\x18\x02 \x01(\t\x12\x44\n\nparameters\x18\x03 \x03(\x0b\x32\x30.sentinel.v1.IssueCommandRequest.ParametersEntry\x12&\n\x03ttl\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12&\n\x04mode\x18\x05 \x01(\x0e\x32\x18.sentinel.v1.CommandMode\x12\x17\n\x0fidempotency_key\x18\x06 \x01(\t\x1aN\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12*\n\x05value\x18\x02 \x01(\x0b\x32\x1b.sentinel.v1.ParameterValue:\x02\x38\x01\"=\n\x14IssueCommandResponse\x12%\n\x07\x63ommand\x18\x01 \x01(\x0b\x32\x14.sentinel.v1.Command\"\'\n\x11GetCommandRequest\x12\x12\n\ncommand_id\x18\x01 \x01(\t\";\n\x12GetCommandResponse\x12%\n\x07\x63ommand\x18\x01 \x01(\x0b\x32\x14.sentinel.v1.Command\"\x87\x01\n\x13ListCommandsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0f\n\x07node_id\x18\x03 \x01(\t\x12(\n\x05state\x18\x04 \x01(\x0e\x32\x19.sentinel.v1.CommandState\x12\x0e\n\x06\x61\x63tion\x18\x05 \x01(\t\"W\n\x14ListCommandsResponse\x12&\n\x08\x63ommands\x18\x01 \x03(\x0b\x32\x14.sentinel.v1.Command\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\")\n\x13WatchCommandRequest\x12\x12\n\ncommand_id\x18\x01 \x01(\t\"m\n\x14WatchCommandResponse\x12.\n\x06status\x18\x01 \x01(\x0b\x32\x1e.sentinel.v1.NodeCommandStatus\x12%\n\x07\x63ommand\x18\x02 \x01(\x0b\x32\x14.sentinel.v1.Command\"<\n\x15\x41pproveCommandRequest\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63omment\x18\x02 \x01(\t\"?\n\x16\x41pproveCommandResponse\x12%\n\x07\x63ommand\x18\x01 \x01(\x0b\x32\x14.sentinel.v1.Command*^\n\x0b\x43ommandMode\x12\x1c\n\x18\x43OMMAND_MODE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43OMMAND_MODE_EXECUTE\x10\x01\x12\x17\n\x13\x43OMMAND_MODE_SHADOW\x10\x02*\x93\x02\n\x0c\x43ommandState\x12\x1d\n\x19\x43OMMAND_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x43OMMAND_STATE_PENDING\x10\x01\x12#\n\x1f\x43OMMAND_STATE_AWAITING_APPROVAL\x10\x02\x12\x1a\n\x16\x43OMMAND_STATE_EXECUTED\x10\x03\x12\x19\n\x15\x43OMMAND_STATE_PLANNED\x10\x04\x12\x19\n\x15\x43OMMAND_STATE_REFUSED\x10\x05\x12\x18\n\x14\x43OMMAND_STATE_FAILED\x10\x06\x12\x19\n\x15\x43OMMAND_STATE_EXPIRED\x10\x07\x12\x1d\n\x19\x43OMMAND_STATE_INTERRUPTED\x10\x08\x32\xbb\x03\n\x0e\x43ommandService\x12S\n\x0cIssueCommand\x12 .sentinel.v1.IssueCommandRequest\x1a!.sentinel.v1.IssueCommandResponse\x12M\n\nGetCommand\x12\x1e.sentinel.v1.GetCommandRequest\x1a\x1f.sentinel.v1.GetCommandResponse\x12S\n\x0cListCommands\x12 .sentinel.v1.ListCommandsRequest\x1a!.sentinel.v1.ListCommandsResponse\x12U\n\x0cWatchCommand\x12 .sentinel.v1.WatchCommandRequest\x1a!.sentinel.v1.WatchCommandResponse0\x01\x12Y\n\x0e\x41pproveCommand\x12\".sentinel.v1.ApproveCommandRequest\x1a#.sentinel.v1.ApproveCommandResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19sentinel/v1/command.proto\x12\x0bsentinel.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa8\x01\n\x0eParameterValue\x12\x16\n\x0cstring_value\x18\x01 \x01(\tH\x00\x12\x13\n\tint_value\x18\x02 \x01(\x03H\x00\x12\x16\n\x0c\x64ouble_value\x18\x03 \x01(\x01H\x00\x12\x14\n\nbool_value\x18\x04 \x01(\x08H\x00\x12\x33\n\x0e\x64uration_value\x18\x05 \x01(\x0b\x32\x19.google.protobuf.DurationH\x00\x42\x06\n\x04kind\"F\n\rCommandTarget\x12\x11\n\x07node_id\x18\x01 \x01(\tH\x00\x12\x18\n\x0elabel_selector\x18\x02 \x01(\tH\x00\x42\x08\n\x06target\"\xdc\x04\n\x07\x43ommand\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12*\n\x06target\x18\x02 \x01(\x0b\x32\x1a.sentinel.v1.CommandTarget\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\x12\x38\n\nparameters\x18\x04 \x03(\x0b\x32$.sentinel.v1.Command.ParametersEntry\x12&\n\x04mode\x18\x05 \x01(\x0e\x32\x18.sentinel.v1.CommandMode\x12\x0e\n\x06issuer\x18\x06 \x01(\t\x12-\n\tissued_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tnot_after\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fidempotency_key\x18\t \x01(\t\x12\x16\n\x0epolicy_version\x18\n \x01(\x04\x12(\n\x05state\x18\x0b \x01(\x0e\x32\x19.sentinel.v1.CommandState\x12-\n\x05nodes\x18\x0c \x03(\x0b\x32\x1e.sentinel.v1.NodeCommandStatus\x12(\n\tapprovals\x18\r \x03(\x0b\x32\x15.sentinel.v1.Approval\x12\x1a\n\x12required_approvals\x18\x0e \x01(\r\x12\x11\n\tpublished\x18\x0f \x01(\x08\x1aN\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12*\n\x05value\x18\x02 \x01(\x0b\x32\x1b.sentinel.v1.ParameterValue:\x02\x38\x01\"\xc9\x01\n\x11NodeCommandStatus\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12(\n\x05state\x18\x02 \x01(\x0e\x32\x19.sentinel.v1.CommandState\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12.\n\nupdated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x04plan\x18\x06 \x03(\x0b\x32\x1a.sentinel.v1.PlannedChange\"k\n\rPlannedChange\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\r\n\x05\x66ield\x18\x02 \x01(\t\x12\x12\n\nfrom_value\x18\x03 \x01(\t\x12\x10\n\x08to_value\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\"^\n\x08\x41pproval\x12\x10\n\x08\x61pprover\x18\x01 \x01(\t\x12/\n\x0b\x61pproved_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x63omment\x18\x03 \x01(\t\"\xab\x03\n\x0e\x43ommandPayload\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12\x0e\n\x06issuer\x18\x02 \x01(\t\x12-\n\tissued_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tnot_after\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x61udience\x18\x05 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x06 \x01(\t\x12?\n\nparameters\x18\x07 \x03(\x0b\x32+.sentinel.v1.CommandPayload.ParametersEntry\x12&\n\x04mode\x18\x08 \x01(\x0e\x32\x18.sentinel.v1.CommandMode\x12\x16\n\x0epolicy_version\x18\t \x01(\x04\x12\x12\n\nrollout_id\x18\n \x01(\t\x12\x10\n\x08selector\x18\x0b \x01(\t\x1aN\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12*\n\x05value\x18\x02 \x01(\x0b\x32\x1b.sentinel.v1.ParameterValue:\x02\x38\x01\"\x8d\x02\n\rCommandResult\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12(\n\x05state\x18\x03 \x01(\x0e\x32\x19.sentinel.v1.CommandState\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\x12+\n\x07\x63hanges\x18\x06 \x03(\x0b\x32\x1a.sentinel.v1.PlannedChange\x12/\n\x0b\x66inished_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nstream_seq\x18\x08 \x01(\x04\x12\x1a\n\x12\x63laimed_command_id\x18\t \x01(\t\"\xd0\x02\n\x13IssueCommandRequest\x12*\n\x06target\x18\x01 \x01(\x0b\x32\x1a.sentinel.v1.CommandTarget\x12\x0e\n\x06\x61\x63tion\x18\x02 \x01(\t\x12\x44\n\nparameters\x18\x03 \x03(\x0b\x32\x30.sentinel.v1.IssueCommandRequest.ParametersEntry\x12&\n\x03ttl\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12&\n\x04mode\x18\x05 \x01(\x0e\x32\x18.sentinel.v1.CommandMode\x12\x17\n\x0fidempotency_key\x18\x06 \x01(\t\x1aN\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12*\n\x05value\x18\x02 \x01(\x0b\x32\x1b.sentinel.v1.ParameterValue:\x02\x38\x01\"=\n\x14IssueCommandResponse\x12%\n\x07\x63ommand\x18\x01 \x01(\x0b\x32\x14.sentinel.v1.Command\"\'\n\x11GetCommandRequest\x12\x12\n\ncommand_id\x18\x01 \x01(\t\";\n\x12GetCommandResponse\x12%\n\x07\x63ommand\x18\x01 \x01(\x0b\x32\x14.sentinel.v1.Command\"\x87\x01\n\x13ListCommandsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0f\n\x07node_id\x18\x03 \x01(\t\x12(\n\x05state\x18\x04 \x01(\x0e\x32\x19.sentinel.v1.CommandState\x12\x0e\n\x06\x61\x63tion\x18\x05 \x01(\t\"W\n\x14ListCommandsResponse\x12&\n\x08\x63ommands\x18\x01 \x03(\x0b\x32\x14.sentinel.v1.Command\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\")\n\x13WatchCommandRequest\x12\x12\n\ncommand_id\x18\x01 \x01(\t\"m\n\x14WatchCommandResponse\x12.\n\x06status\x18\x01 \x01(\x0b\x32\x1e.sentinel.v1.NodeCommandStatus\x12%\n\x07\x63ommand\x18\x02 \x01(\x0b\x32\x14.sentinel.v1.Command\"<\n\x15\x41pproveCommandRequest\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63omment\x18\x02 \x01(\t\"?\n\x16\x41pproveCommandResponse\x12%\n\x07\x63ommand\x18\x01 \x01(\x0b\x32\x14.sentinel.v1.Command*^\n\x0b\x43ommandMode\x12\x1c\n\x18\x43OMMAND_MODE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43OMMAND_MODE_EXECUTE\x10\x01\x12\x17\n\x13\x43OMMAND_MODE_SHADOW\x10\x02*\x93\x02\n\x0c\x43ommandState\x12\x1d\n\x19\x43OMMAND_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x43OMMAND_STATE_PENDING\x10\x01\x12#\n\x1f\x43OMMAND_STATE_AWAITING_APPROVAL\x10\x02\x12\x1a\n\x16\x43OMMAND_STATE_EXECUTED\x10\x03\x12\x19\n\x15\x43OMMAND_STATE_PLANNED\x10\x04\x12\x19\n\x15\x43OMMAND_STATE_REFUSED\x10\x05\x12\x18\n\x14\x43OMMAND_STATE_FAILED\x10\x06\x12\x19\n\x15\x43OMMAND_STATE_EXPIRED\x10\x07\x12\x1d\n\x19\x43OMMAND_STATE_INTERRUPTED\x10\x08\x32\xbb\x03\n\x0e\x43ommandService\x12S\n\x0cIssueCommand\x12 .sentinel.v1.IssueCommandRequest\x1a!.sentinel.v1.IssueCommandResponse\x12M\n\nGetCommand\x12\x1e.sentinel.v1.GetCommandRequest\x1a\x1f.sentinel.v1.GetCommandResponse\x12S\n\x0cListCommands\x12 .sentinel.v1.ListCommandsRequest\x1a!.sentinel.v1.ListCommandsResponse\x12U\n\x0cWatchCommand\x12 .sentinel.v1.WatchCommandRequest\x1a!.sentinel.v1.WatchCommandResponse0\x01\x12Y\n\x0e\x41pproveCommand\x12\".sentinel.v1.ApproveCommandRequest\x1a#.sentinel.v1.ApproveCommandResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,52 +39,52 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_COMMANDPAYLOAD_PARAMETERSENTRY']._serialized_options = b'8\001'
   _globals['_ISSUECOMMANDREQUEST_PARAMETERSENTRY']._loaded_options = None
   _globals['_ISSUECOMMANDREQUEST_PARAMETERSENTRY']._serialized_options = b'8\001'
-  _globals['_COMMANDMODE']._serialized_start=2995
-  _globals['_COMMANDMODE']._serialized_end=3089
-  _globals['_COMMANDSTATE']._serialized_start=3092
-  _globals['_COMMANDSTATE']._serialized_end=3367
+  _globals['_COMMANDMODE']._serialized_start=3080
+  _globals['_COMMANDMODE']._serialized_end=3174
+  _globals['_COMMANDSTATE']._serialized_start=3177
+  _globals['_COMMANDSTATE']._serialized_end=3452
   _globals['_PARAMETERVALUE']._serialized_start=108
   _globals['_PARAMETERVALUE']._serialized_end=276
   _globals['_COMMANDTARGET']._serialized_start=278
   _globals['_COMMANDTARGET']._serialized_end=348
   _globals['_COMMAND']._serialized_start=351
-  _globals['_COMMAND']._serialized_end=936
-  _globals['_COMMAND_PARAMETERSENTRY']._serialized_start=858
-  _globals['_COMMAND_PARAMETERSENTRY']._serialized_end=936
-  _globals['_NODECOMMANDSTATUS']._serialized_start=939
-  _globals['_NODECOMMANDSTATUS']._serialized_end=1140
-  _globals['_PLANNEDCHANGE']._serialized_start=1142
-  _globals['_PLANNEDCHANGE']._serialized_end=1249
-  _globals['_APPROVAL']._serialized_start=1251
-  _globals['_APPROVAL']._serialized_end=1345
-  _globals['_COMMANDPAYLOAD']._serialized_start=1348
-  _globals['_COMMANDPAYLOAD']._serialized_end=1757
-  _globals['_COMMANDPAYLOAD_PARAMETERSENTRY']._serialized_start=858
-  _globals['_COMMANDPAYLOAD_PARAMETERSENTRY']._serialized_end=936
-  _globals['_COMMANDRESULT']._serialized_start=1760
-  _globals['_COMMANDRESULT']._serialized_end=1981
-  _globals['_ISSUECOMMANDREQUEST']._serialized_start=1984
-  _globals['_ISSUECOMMANDREQUEST']._serialized_end=2320
-  _globals['_ISSUECOMMANDREQUEST_PARAMETERSENTRY']._serialized_start=858
-  _globals['_ISSUECOMMANDREQUEST_PARAMETERSENTRY']._serialized_end=936
-  _globals['_ISSUECOMMANDRESPONSE']._serialized_start=2322
-  _globals['_ISSUECOMMANDRESPONSE']._serialized_end=2383
-  _globals['_GETCOMMANDREQUEST']._serialized_start=2385
-  _globals['_GETCOMMANDREQUEST']._serialized_end=2424
-  _globals['_GETCOMMANDRESPONSE']._serialized_start=2426
-  _globals['_GETCOMMANDRESPONSE']._serialized_end=2485
-  _globals['_LISTCOMMANDSREQUEST']._serialized_start=2488
-  _globals['_LISTCOMMANDSREQUEST']._serialized_end=2623
-  _globals['_LISTCOMMANDSRESPONSE']._serialized_start=2625
-  _globals['_LISTCOMMANDSRESPONSE']._serialized_end=2712
-  _globals['_WATCHCOMMANDREQUEST']._serialized_start=2714
-  _globals['_WATCHCOMMANDREQUEST']._serialized_end=2755
-  _globals['_WATCHCOMMANDRESPONSE']._serialized_start=2757
-  _globals['_WATCHCOMMANDRESPONSE']._serialized_end=2866
-  _globals['_APPROVECOMMANDREQUEST']._serialized_start=2868
-  _globals['_APPROVECOMMANDREQUEST']._serialized_end=2928
-  _globals['_APPROVECOMMANDRESPONSE']._serialized_start=2930
-  _globals['_APPROVECOMMANDRESPONSE']._serialized_end=2993
-  _globals['_COMMANDSERVICE']._serialized_start=3370
-  _globals['_COMMANDSERVICE']._serialized_end=3813
+  _globals['_COMMAND']._serialized_end=955
+  _globals['_COMMAND_PARAMETERSENTRY']._serialized_start=877
+  _globals['_COMMAND_PARAMETERSENTRY']._serialized_end=955
+  _globals['_NODECOMMANDSTATUS']._serialized_start=958
+  _globals['_NODECOMMANDSTATUS']._serialized_end=1159
+  _globals['_PLANNEDCHANGE']._serialized_start=1161
+  _globals['_PLANNEDCHANGE']._serialized_end=1268
+  _globals['_APPROVAL']._serialized_start=1270
+  _globals['_APPROVAL']._serialized_end=1364
+  _globals['_COMMANDPAYLOAD']._serialized_start=1367
+  _globals['_COMMANDPAYLOAD']._serialized_end=1794
+  _globals['_COMMANDPAYLOAD_PARAMETERSENTRY']._serialized_start=877
+  _globals['_COMMANDPAYLOAD_PARAMETERSENTRY']._serialized_end=955
+  _globals['_COMMANDRESULT']._serialized_start=1797
+  _globals['_COMMANDRESULT']._serialized_end=2066
+  _globals['_ISSUECOMMANDREQUEST']._serialized_start=2069
+  _globals['_ISSUECOMMANDREQUEST']._serialized_end=2405
+  _globals['_ISSUECOMMANDREQUEST_PARAMETERSENTRY']._serialized_start=877
+  _globals['_ISSUECOMMANDREQUEST_PARAMETERSENTRY']._serialized_end=955
+  _globals['_ISSUECOMMANDRESPONSE']._serialized_start=2407
+  _globals['_ISSUECOMMANDRESPONSE']._serialized_end=2468
+  _globals['_GETCOMMANDREQUEST']._serialized_start=2470
+  _globals['_GETCOMMANDREQUEST']._serialized_end=2509
+  _globals['_GETCOMMANDRESPONSE']._serialized_start=2511
+  _globals['_GETCOMMANDRESPONSE']._serialized_end=2570
+  _globals['_LISTCOMMANDSREQUEST']._serialized_start=2573
+  _globals['_LISTCOMMANDSREQUEST']._serialized_end=2708
+  _globals['_LISTCOMMANDSRESPONSE']._serialized_start=2710
+  _globals['_LISTCOMMANDSRESPONSE']._serialized_end=2797
+  _globals['_WATCHCOMMANDREQUEST']._serialized_start=2799
+  _globals['_WATCHCOMMANDREQUEST']._serialized_end=2840
+  _globals['_WATCHCOMMANDRESPONSE']._serialized_start=2842
+  _globals['_WATCHCOMMANDRESPONSE']._serialized_end=2951
+  _globals['_APPROVECOMMANDREQUEST']._serialized_start=2953
+  _globals['_APPROVECOMMANDREQUEST']._serialized_end=3013
+  _globals['_APPROVECOMMANDRESPONSE']._serialized_start=3015
+  _globals['_APPROVECOMMANDRESPONSE']._serialized_end=3078
+  _globals['_COMMANDSERVICE']._serialized_start=3455
+  _globals['_COMMANDSERVICE']._serialized_end=3898
 # @@protoc_insertion_point(module_scope)

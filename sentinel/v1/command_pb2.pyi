@@ -64,7 +64,7 @@ class CommandTarget(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., label_selector: _Optional[str] = ...) -> None: ...
 
 class Command(_message.Message):
-    __slots__ = ("command_id", "target", "action", "parameters", "mode", "issuer", "issued_at", "not_after", "idempotency_key", "policy_version", "state", "nodes", "approvals", "required_approvals")
+    __slots__ = ("command_id", "target", "action", "parameters", "mode", "issuer", "issued_at", "not_after", "idempotency_key", "policy_version", "state", "nodes", "approvals", "required_approvals", "published")
     class ParametersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -86,6 +86,7 @@ class Command(_message.Message):
     NODES_FIELD_NUMBER: _ClassVar[int]
     APPROVALS_FIELD_NUMBER: _ClassVar[int]
     REQUIRED_APPROVALS_FIELD_NUMBER: _ClassVar[int]
+    PUBLISHED_FIELD_NUMBER: _ClassVar[int]
     command_id: str
     target: CommandTarget
     action: str
@@ -100,7 +101,8 @@ class Command(_message.Message):
     nodes: _containers.RepeatedCompositeFieldContainer[NodeCommandStatus]
     approvals: _containers.RepeatedCompositeFieldContainer[Approval]
     required_approvals: int
-    def __init__(self, command_id: _Optional[str] = ..., target: _Optional[_Union[CommandTarget, _Mapping]] = ..., action: _Optional[str] = ..., parameters: _Optional[_Mapping[str, ParameterValue]] = ..., mode: _Optional[_Union[CommandMode, str]] = ..., issuer: _Optional[str] = ..., issued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., not_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., policy_version: _Optional[int] = ..., state: _Optional[_Union[CommandState, str]] = ..., nodes: _Optional[_Iterable[_Union[NodeCommandStatus, _Mapping]]] = ..., approvals: _Optional[_Iterable[_Union[Approval, _Mapping]]] = ..., required_approvals: _Optional[int] = ...) -> None: ...
+    published: bool
+    def __init__(self, command_id: _Optional[str] = ..., target: _Optional[_Union[CommandTarget, _Mapping]] = ..., action: _Optional[str] = ..., parameters: _Optional[_Mapping[str, ParameterValue]] = ..., mode: _Optional[_Union[CommandMode, str]] = ..., issuer: _Optional[str] = ..., issued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., not_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., policy_version: _Optional[int] = ..., state: _Optional[_Union[CommandState, str]] = ..., nodes: _Optional[_Iterable[_Union[NodeCommandStatus, _Mapping]]] = ..., approvals: _Optional[_Iterable[_Union[Approval, _Mapping]]] = ..., required_approvals: _Optional[int] = ..., published: _Optional[bool] = ...) -> None: ...
 
 class NodeCommandStatus(_message.Message):
     __slots__ = ("node_id", "state", "reason", "message", "updated_at", "plan")
@@ -143,7 +145,7 @@ class Approval(_message.Message):
     def __init__(self, approver: _Optional[str] = ..., approved_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., comment: _Optional[str] = ...) -> None: ...
 
 class CommandPayload(_message.Message):
-    __slots__ = ("command_id", "issuer", "issued_at", "not_after", "audience", "action", "parameters", "mode", "policy_version", "rollout_id")
+    __slots__ = ("command_id", "issuer", "issued_at", "not_after", "audience", "action", "parameters", "mode", "policy_version", "rollout_id", "selector")
     class ParametersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -161,6 +163,7 @@ class CommandPayload(_message.Message):
     MODE_FIELD_NUMBER: _ClassVar[int]
     POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
     ROLLOUT_ID_FIELD_NUMBER: _ClassVar[int]
+    SELECTOR_FIELD_NUMBER: _ClassVar[int]
     command_id: str
     issuer: str
     issued_at: _timestamp_pb2.Timestamp
@@ -171,10 +174,11 @@ class CommandPayload(_message.Message):
     mode: CommandMode
     policy_version: int
     rollout_id: str
-    def __init__(self, command_id: _Optional[str] = ..., issuer: _Optional[str] = ..., issued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., not_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., audience: _Optional[str] = ..., action: _Optional[str] = ..., parameters: _Optional[_Mapping[str, ParameterValue]] = ..., mode: _Optional[_Union[CommandMode, str]] = ..., policy_version: _Optional[int] = ..., rollout_id: _Optional[str] = ...) -> None: ...
+    selector: str
+    def __init__(self, command_id: _Optional[str] = ..., issuer: _Optional[str] = ..., issued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., not_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., audience: _Optional[str] = ..., action: _Optional[str] = ..., parameters: _Optional[_Mapping[str, ParameterValue]] = ..., mode: _Optional[_Union[CommandMode, str]] = ..., policy_version: _Optional[int] = ..., rollout_id: _Optional[str] = ..., selector: _Optional[str] = ...) -> None: ...
 
 class CommandResult(_message.Message):
-    __slots__ = ("command_id", "node_id", "state", "reason", "message", "changes", "finished_at")
+    __slots__ = ("command_id", "node_id", "state", "reason", "message", "changes", "finished_at", "stream_seq", "claimed_command_id")
     COMMAND_ID_FIELD_NUMBER: _ClassVar[int]
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -182,6 +186,8 @@ class CommandResult(_message.Message):
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     CHANGES_FIELD_NUMBER: _ClassVar[int]
     FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
+    STREAM_SEQ_FIELD_NUMBER: _ClassVar[int]
+    CLAIMED_COMMAND_ID_FIELD_NUMBER: _ClassVar[int]
     command_id: str
     node_id: str
     state: CommandState
@@ -189,7 +195,9 @@ class CommandResult(_message.Message):
     message: str
     changes: _containers.RepeatedCompositeFieldContainer[PlannedChange]
     finished_at: _timestamp_pb2.Timestamp
-    def __init__(self, command_id: _Optional[str] = ..., node_id: _Optional[str] = ..., state: _Optional[_Union[CommandState, str]] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ..., changes: _Optional[_Iterable[_Union[PlannedChange, _Mapping]]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    stream_seq: int
+    claimed_command_id: str
+    def __init__(self, command_id: _Optional[str] = ..., node_id: _Optional[str] = ..., state: _Optional[_Union[CommandState, str]] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ..., changes: _Optional[_Iterable[_Union[PlannedChange, _Mapping]]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., stream_seq: _Optional[int] = ..., claimed_command_id: _Optional[str] = ...) -> None: ...
 
 class IssueCommandRequest(_message.Message):
     __slots__ = ("target", "action", "parameters", "ttl", "mode", "idempotency_key")

@@ -1,0 +1,217 @@
+"""Turns an issue request into signed envelopes on JetStream, one per target node.
+
+Order of work, so a crash at any point loses nothing and runs nothing twice:
+1. claim the idempotency key (KV create: atomic across hub replicas);
+2. store the command, listing its nodes (every node is pending);
+3. make sure each node's durable consumer exists, so a node that is offline now
+   receives the command when it returns;
+4. sign and publish one envelope per node to `sentinel.cmd.<node>` with
+   `Nats-Msg-Id: <command_id>/<node_id>`, awaiting every PubAck;
+5. mark the command published and announce `command.issued` per node.
+A retry with the same key after a crash between 2 and 5 publishes again; JetStream
+drops the copies inside its dedup window and the agent's journal refuses any later
+one as a replay, so no node executes twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import nats.errors
+from nats.js import JetStreamContext, api
+from nats.js.errors import BadRequestError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+
+from hub.command_store import CommandStore
+from hub.events import EventPublisher
+from hub.keys import KeyManager
+from sentinel import subjects
+from sentinel.actions import ActionSpec
+from sentinel.durations import from_timestamp, to_timestamp
+from sentinel.errors import FailedPrecondition
+from sentinel.v1 import command_pb2
+
+log = logging.getLogger(__name__)
+
+# How long JetStream waits for an agent's ack before it delivers a command again.
+COMMAND_ACK_WAIT_S = 60.0
+PUBLISH_CONCURRENCY = 256
+
+
+@dataclass(frozen=True, slots=True)
+class IssueOrder:
+    """A validated request: what to run, where, and on whose authority."""
+
+    spec: ActionSpec
+    request: command_pb2.IssueCommandRequest
+    nodes: list[str]
+    issuer: str
+    ttl: timedelta
+
+
+class CommandIssuer:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        store: CommandStore,
+        *,
+        idempotency: KeyValue,
+        keys: KeyManager,
+        events: EventPublisher,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._js = js
+        self._store = store
+        self._idempotency = idempotency
+        self._keys = keys
+        self._events = events
+        self._clock = clock
+        self._consumers: set[str] = set()
+
+    async def issue(self, order: IssueOrder) -> command_pb2.Command:
+        command = self._new_command(order)
+        if order.request.idempotency_key:
+            first = await self._claim(order, command.command_id)
+            if first is not None:
+                return await self._resume(first, order)
+        await self._store.put_command(command)
+        await self._publish_all(command)
+        return self._store.get(command.command_id) or command
+
+    async def ensure_consumer(self, node_id: str) -> None:
+        """The node's durable consumer: every command for it, kept while it is away."""
+        name = subjects.command_consumer(node_id)
+        if name in self._consumers:
+            return
+        config = api.ConsumerConfig(
+            durable_name=name,
+            filter_subject=subjects.command_subject(node_id),
+            deliver_policy=api.DeliverPolicy.ALL,
+            ack_policy=api.AckPolicy.EXPLICIT,
+            ack_wait=COMMAND_ACK_WAIT_S,
+            max_ack_pending=256,
+        )
+        try:
+            await self._js.add_consumer(subjects.COMMANDS_STREAM, config)
+        except BadRequestError as exc:  # exists with another config: keep it as it is
+            log.warning("consumer %s exists with another configuration: %s", name, exc)
+        self._consumers.add(name)
+
+    def _new_command(self, order: IssueOrder) -> command_pb2.Command:
+        now = self._clock()
+        request = order.request
+        command = command_pb2.Command(
+            command_id=str(uuid.uuid4()),
+            target=request.target,
+            action=request.action,
+            parameters=request.parameters,
+            mode=request.mode or command_pb2.COMMAND_MODE_EXECUTE,
+            issuer=order.issuer,
+            issued_at=to_timestamp(now),
+            not_after=to_timestamp(now + order.ttl),
+            idempotency_key=request.idempotency_key,
+            state=command_pb2.COMMAND_STATE_PENDING,
+        )
+        for node_id in order.nodes:
+            command.nodes.add(node_id=node_id, state=command_pb2.COMMAND_STATE_PENDING)
+        return command
+
+    async def _claim(self, order: IssueOrder, command_id: str) -> str | None:
+        """None if this request now owns the key; else the id of the command that does."""
+        key = _idempotency_key(order.issuer, order.request.idempotency_key)
+        try:
+            await self._idempotency.create(key, command_id.encode())
+            return None
+        except KeyWrongLastSequenceError:
+            entry = await self._idempotency.get(key)
+            return (entry.value or b"").decode()
+
+    async def _resume(self, command_id: str, order: IssueOrder) -> command_pb2.Command:
+        first = self._store.spec(command_id)
+        if first is None:  # the first attempt died before it stored the command
+            raise FailedPrecondition(
+                f"idempotency key {order.request.idempotency_key!r} is held by command "
+                f"{command_id}, which was never stored; retry with a new key",
+                reason="IDEMPOTENCY_KEY_ORPHANED",
+            )
+        same = (
+            first.action == order.request.action
+            and first.target == order.request.target
+            and dict(first.parameters) == dict(order.request.parameters)
+            and first.mode == (order.request.mode or command_pb2.COMMAND_MODE_EXECUTE)
+        )
+        if not same:
+            raise FailedPrecondition(
+                f"idempotency key {order.request.idempotency_key!r} was used for another "
+                f"command ({command_id})",
+                reason="IDEMPOTENCY_KEY_REUSED",
+            )
+        if not first.published:
+            await self._publish_all(first)
+        return self._store.get(command_id) or first
+
+    async def _publish_all(self, command: command_pb2.Command) -> None:
+        limit = asyncio.Semaphore(PUBLISH_CONCURRENCY)
+        node_ids = [n.node_id for n in command.nodes]
+
+        async def one(node_id: str) -> None:
+            async with limit:
+                await self.ensure_consumer(node_id)
+                envelope = self._keys.sign_command(_payload(command, node_id))
+                await self._js.publish(
+                    subjects.command_subject(node_id),
+                    envelope,
+                    stream=subjects.COMMANDS_STREAM,
+                    headers={"Nats-Msg-Id": subjects.command_msg_id(command.command_id, node_id)},
+                )
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for node_id in node_ids:
+                    group.create_task(one(node_id))
+        except* (nats.errors.Error, TimeoutError) as failures:
+            raise FailedPrecondition(
+                f"command {command.command_id} stored but not every envelope was published "
+                f"({failures.exceptions[0]!r}); retry with the same idempotency key",
+                reason="STORE_UNAVAILABLE",
+            ) from failures.exceptions[0]
+        command.published = True
+        await self._store.put_command(command)
+        for node_id in node_ids:
+            await self._events.publish_once(
+                "command",
+                "issued",
+                node_id,
+                {"command_id": command.command_id, "action": command.action, "reason": ""},
+                msg_id=f"{command.command_id}/{node_id}/issued",
+            )
+
+
+def _payload(command: command_pb2.Command, node_id: str) -> bytes:
+    payload = command_pb2.CommandPayload(
+        command_id=command.command_id,
+        issuer=command.issuer,
+        issued_at=command.issued_at,
+        not_after=command.not_after,
+        audience=node_id,
+        action=command.action,
+        parameters=command.parameters,
+        mode=command.mode,
+        policy_version=command.policy_version,
+        selector=command.target.label_selector,
+    )
+    return payload.SerializeToString(deterministic=True)
+
+
+def _idempotency_key(issuer: str, key: str) -> str:
+    return hashlib.sha256(f"{issuer}\0{key}".encode()).hexdigest()
+
+
+def expired(command: command_pb2.Command, now: datetime) -> bool:
+    return from_timestamp(command.not_after) <= now

@@ -1,0 +1,209 @@
+"""CommandService: issue, read, list and watch signed commands; KeyService: the keyset.
+
+Validation happens here, before anything is stored or signed: the action must be
+in the catalogue, its parameters typed as the catalogue says, the target a known
+node or a selector that matches at least one node, and a cluster-scoped action
+must name exactly one node (a selector is refused with `BAD_TARGET`). The issuer
+is the caller's verified identity, never a field of the request.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timedelta
+
+import grpc
+
+from hub.auth import current_identity
+from hub.command_issuer import CommandIssuer, IssueOrder
+from hub.command_store import CommandStore, is_final
+from hub.keys import KeyManager
+from hub.metrics import HubMetrics
+from hub.registry import Registry
+from sentinel import actions
+from sentinel.durations import from_proto_duration
+from sentinel.errors import FailedPrecondition, InvalidArgument, NotFound
+from sentinel.identity import validate_node_id
+from sentinel.selectors import parse_selector
+from sentinel.v1 import command_pb2, command_pb2_grpc, keys_pb2, keys_pb2_grpc
+
+DEFAULT_TTL = timedelta(minutes=10)
+MAX_TTL = timedelta(days=7)
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+
+
+class CommandService(command_pb2_grpc.CommandServiceServicer):
+    def __init__(
+        self,
+        registry: Registry,
+        store: CommandStore,
+        issuer: CommandIssuer,
+        metrics: HubMetrics,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._registry = registry
+        self._store = store
+        self._issuer = issuer
+        self._metrics = metrics
+        self._clock = clock
+
+    async def IssueCommand(
+        self, request: command_pb2.IssueCommandRequest, context: grpc.aio.ServicerContext
+    ) -> command_pb2.IssueCommandResponse:
+        spec = actions.lookup(request.action)
+        actions.validate_parameters(spec, request.parameters)
+        if request.mode not in (
+            command_pb2.COMMAND_MODE_UNSPECIFIED,
+            command_pb2.COMMAND_MODE_EXECUTE,
+            command_pb2.COMMAND_MODE_SHADOW,
+        ):
+            raise InvalidArgument(f"unknown mode {request.mode}", reason="BAD_MODE")
+        order = IssueOrder(
+            spec=spec,
+            request=request,
+            nodes=self._resolve(spec, request.target),
+            issuer=str(current_identity()),
+            ttl=_ttl(request),
+        )
+        command = await self._issuer.issue(order)
+        self._metrics.commands_issued(spec.name, len(command.nodes))
+        return command_pb2.IssueCommandResponse(command=command)
+
+    async def GetCommand(
+        self, request: command_pb2.GetCommandRequest, context: grpc.aio.ServicerContext
+    ) -> command_pb2.GetCommandResponse:
+        return command_pb2.GetCommandResponse(command=self._get(request.command_id))
+
+    async def ListCommands(
+        self, request: command_pb2.ListCommandsRequest, context: grpc.aio.ServicerContext
+    ) -> command_pb2.ListCommandsResponse:
+        if request.page_size < 0:
+            raise InvalidArgument("page_size must not be negative", reason="BAD_PAGE_SIZE")
+        page_size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        ids = self._store.command_ids()
+        if request.page_token:
+            after = _decode_token(request.page_token, ids)
+            ids = ids[ids.index(after) + 1 :]
+        page: list[command_pb2.Command] = []
+        for command_id in ids:
+            command = self._store.get(command_id)
+            if command is None or not _matches(command, request):
+                continue
+            if len(page) == page_size:
+                return command_pb2.ListCommandsResponse(
+                    commands=page, next_page_token=_encode_token(page[-1].command_id)
+                )
+            page.append(command)
+        return command_pb2.ListCommandsResponse(commands=page)
+
+    async def WatchCommand(
+        self, request: command_pb2.WatchCommandRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[command_pb2.WatchCommandResponse]:
+        command = self._get(request.command_id)
+        sent: dict[str, bytes] = {}
+        while True:
+            for status in command.nodes:
+                data = status.SerializeToString(deterministic=True)
+                if sent.get(status.node_id) != data:
+                    sent[status.node_id] = data
+                    yield command_pb2.WatchCommandResponse(status=status, command=command)
+            if all(is_final(s.state) for s in command.nodes):
+                return
+            await self._store.wait_for(lambda: self._changed(request.command_id, sent))
+            command = self._get(request.command_id)
+
+    def _changed(self, command_id: str, sent: dict[str, bytes]) -> bool:
+        command = self._store.get(command_id)
+        return command is not None and any(
+            sent.get(s.node_id) != s.SerializeToString(deterministic=True) for s in command.nodes
+        )
+
+    def _get(self, command_id: str) -> command_pb2.Command:
+        command = self._store.get(command_id)
+        if command is None:
+            raise NotFound(f"no command {command_id!r}", reason="COMMAND_NOT_FOUND")
+        return command
+
+    def _resolve(self, spec: actions.ActionSpec, target: command_pb2.CommandTarget) -> list[str]:
+        kind = target.WhichOneof("target")
+        if kind == "node_id":
+            node_id = validate_node_id(target.node_id)
+            if self._registry.get(node_id) is None:
+                raise NotFound(f"no node {node_id!r} in the fleet", reason="UNKNOWN_NODE")
+            return [node_id]
+        if kind == "label_selector":
+            if spec.scope is actions.Scope.CLUSTER:
+                raise InvalidArgument(
+                    f"{spec.name} changes one cluster object: target the one node that acts "
+                    "for the cluster, not a selector",
+                    reason="BAD_TARGET",
+                )
+            nodes = self._registry.select(parse_selector(target.label_selector))
+            if not nodes:
+                raise FailedPrecondition(
+                    f"selector {target.label_selector!r} matches no node",
+                    reason="NO_MATCHING_NODES",
+                )
+            return [n.node_id for n in nodes]
+        raise InvalidArgument("a command needs a node_id or a label_selector", reason="BAD_TARGET")
+
+
+class KeyService(keys_pb2_grpc.KeyServiceServicer):
+    def __init__(self, keys: KeyManager) -> None:
+        self._keys = keys
+
+    async def GetKeyset(
+        self, request: keys_pb2.GetKeysetRequest, context: grpc.aio.ServicerContext
+    ) -> keys_pb2.GetKeysetResponse:
+        return keys_pb2.GetKeysetResponse(keyset=self._keys.info())
+
+    async def RotateCommandKey(
+        self, request: keys_pb2.RotateCommandKeyRequest, context: grpc.aio.ServicerContext
+    ) -> keys_pb2.RotateCommandKeyResponse:
+        await self._keys.rotate_command_key()
+        return keys_pb2.RotateCommandKeyResponse(keyset=self._keys.info())
+
+    async def RetireKey(
+        self, request: keys_pb2.RetireKeyRequest, context: grpc.aio.ServicerContext
+    ) -> keys_pb2.RetireKeyResponse:
+        await self._keys.retire(request.key_id)
+        return keys_pb2.RetireKeyResponse(keyset=self._keys.info())
+
+
+def _ttl(request: command_pb2.IssueCommandRequest) -> timedelta:
+    if not request.HasField("ttl"):
+        return DEFAULT_TTL
+    ttl = from_proto_duration(request.ttl)
+    if not timedelta(0) < ttl <= MAX_TTL:
+        raise InvalidArgument(
+            f"ttl must be positive and at most {MAX_TTL.days} days", reason="BAD_TTL"
+        )
+    return ttl
+
+
+def _matches(command: command_pb2.Command, request: command_pb2.ListCommandsRequest) -> bool:
+    if request.action and command.action != request.action:
+        return False
+    nodes = [n for n in command.nodes if not request.node_id or n.node_id == request.node_id]
+    if not nodes:
+        return False
+    return not request.state or any(n.state == request.state for n in nodes)
+
+
+def _encode_token(command_id: str) -> str:
+    return base64.urlsafe_b64encode(command_id.encode()).decode()
+
+
+def _decode_token(token: str, ids: list[str]) -> str:
+    try:
+        command_id = base64.urlsafe_b64decode(token.encode()).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise InvalidArgument(
+            "page_token is not one this hub issued", reason="BAD_PAGE_TOKEN"
+        ) from exc
+    if command_id not in ids:
+        raise InvalidArgument("page_token is not one this hub issued", reason="BAD_PAGE_TOKEN")
+    return command_id
