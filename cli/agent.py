@@ -13,7 +13,7 @@ from sentinel.logs import configure_logging
 from sentinel.selectors import parse_label_assignment
 
 if TYPE_CHECKING:
-    from edge_agent.settings import SamplingSettings
+    from edge_agent.settings import CommandSettings, SamplingSettings
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -102,6 +102,94 @@ def add_agent_arguments(parser: argparse.ArgumentParser, *, hub_required: bool) 
     parser.add_argument(
         "--replay-gpus", type=int, default=1, metavar="N", help="clone the replayed GPU N times"
     )
+    add_command_arguments(parser.add_argument_group("commands"))
+
+
+def add_command_arguments(group: argparse._ArgumentGroup) -> None:
+    group.add_argument(
+        "--nats",
+        metavar="URL",
+        help="NATS for commands (default: the URL the hub announced last, cached on disk)",
+    )
+    group.add_argument(
+        "--root-key",
+        type=Path,
+        metavar="FILE",
+        help="pinned root signing key (default: CERTS/signing/root.pub)",
+    )
+    group.add_argument(
+        "--allow-action",
+        action="append",
+        metavar="ACTION",
+        help="an action this agent may run (repeatable; default: agent.ping only)",
+    )
+    group.add_argument(
+        "--allowed-skew",
+        default="5m",
+        metavar="DURATION",
+        help="how far ahead of the agent clock a command's issued-at may be (default 5m)",
+    )
+    group.add_argument(
+        "--systemctl", default="systemctl", metavar="PATH", help="systemctl binary to call"
+    )
+    group.add_argument(
+        "--systemd-unit",
+        action="append",
+        default=[],
+        metavar="UNIT",
+        help="a unit node.systemd.restart may restart (repeatable; default: none)",
+    )
+    kube = group.add_mutually_exclusive_group()
+    kube.add_argument(
+        "--kubeconfig", type=Path, metavar="FILE", help="act on Kubernetes with this kubeconfig"
+    )
+    kube.add_argument(
+        "--in-cluster",
+        action="store_true",
+        help="act on Kubernetes with the pod's service account",
+    )
+    group.add_argument(
+        "--cluster-actor",
+        action="store_true",
+        help="this node runs the cluster-scoped actions (Deployments, pods)",
+    )
+    group.add_argument(
+        "--k8s-node-name",
+        metavar="NAME",
+        help="this node's Kubernetes Node object (default: the node id)",
+    )
+
+
+def command_settings(args: argparse.Namespace) -> CommandSettings:
+    from edge_agent.actions.base import ActionSettings
+    from edge_agent.settings import CommandSettings
+    from sentinel.actions import lookup
+
+    allowed = frozenset(args.allow_action or ["agent.ping"])
+    for name in sorted(allowed):
+        lookup(name)  # an unknown name is a typo: say so now, not at the first command
+    skew = parse_duration(args.allowed_skew)
+    if skew.total_seconds() < 0:
+        raise InvalidArgument("--allowed-skew must not be negative", reason="INVALID_DURATION")
+    kubernetes = bool(args.kubeconfig or args.in_cluster)
+    if args.cluster_actor and not kubernetes:
+        raise InvalidArgument(
+            "--cluster-actor needs --kubeconfig or --in-cluster", reason="INVALID_ARGUMENT"
+        )
+    return CommandSettings(
+        nats_url=args.nats,
+        root_key=args.root_key,
+        allowed_skew=skew,
+        actions=ActionSettings(
+            allowed_actions=allowed,
+            systemctl_path=args.systemctl,
+            systemd_units=frozenset(args.systemd_unit),
+            kubernetes=kubernetes,
+            kubeconfig=args.kubeconfig,
+            cluster_actor=args.cluster_actor,
+            k8s_node_name=args.k8s_node_name,
+        ),
+    )
 
 
 def sampling_settings(args: argparse.Namespace) -> SamplingSettings:
@@ -151,6 +239,7 @@ def _run(args: argparse.Namespace) -> int:
         sampling=sampling_settings(args),
         metrics_listen=args.metrics or None,
         spool_max_bytes=args.spool_max_mib * 1024 * 1024,
+        commands=command_settings(args),
     )
     run(run_agent(settings))
     return 0

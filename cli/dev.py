@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import certs
-from cli.agent import add_agent_arguments, labels, sampling_settings
+from cli.agent import add_agent_arguments, command_settings, labels, sampling_settings
 from cli.runtime import run
 from sentinel.identity import validate_node_id
 from sentinel.logs import configure_logging
@@ -114,6 +114,7 @@ async def run_dev(args: argparse.Namespace) -> None:
                 link=LinkSettings(hub_address=hub.address),
                 sampling=sampling_settings(args),
                 metrics_listen="127.0.0.1:0",
+                commands=command_settings(args),
             )
         )
     except BaseException:

@@ -16,22 +16,34 @@ import logging
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+import certs
+from edge_agent.actions import NvmlPowerControl, read_node_labels
+from edge_agent.actions.base import ActionContext, PowerControl
 from edge_agent.collectors.gpu import GpuCollector
 from edge_agent.collectors.host import HostCollector
 from edge_agent.collectors.pods import PodAttributor
 from edge_agent.collectors.pods import apply as apply_attributions
+from edge_agent.commands import CommandMetrics, CommandRunner
 from edge_agent.identity import NodeCredentials, load_node_credentials
+from edge_agent.journal import CommandJournal
 from edge_agent.link import HubLink
 from edge_agent.metrics import AgentMetrics, AgentStatus
+from edge_agent.node_labels import LABELS_FILE, NodeLabels
 from edge_agent.nvml.loader import open_gpu_backend
 from edge_agent.settings import AgentSettings
 from edge_agent.spool import Spool
 from edge_agent.state import SequenceState
+from edge_agent.trust import AgentClock, TrustStore
+from edge_agent.verifier import Verifier
 from sentinel import __version__
 from sentinel.durations import timestamp_now, to_proto_duration
+from sentinel.errors import SentinelError
 from sentinel.metrics_http import MetricsServer, serve_metrics
 from sentinel.tasks import cancel_and_wait, termination_requested
 from sentinel.v1 import agent_pb2, telemetry_pb2
@@ -39,6 +51,42 @@ from sentinel.v1 import agent_pb2, telemetry_pb2
 log = logging.getLogger(__name__)
 
 DRAIN_TIMEOUT_S = 5.0
+
+
+NATS_URL_FILE = "nats-url"
+CLOCK_FILE = "agent-clock"
+
+
+@dataclass
+class CommandParts:
+    """What the command path keeps on disk, opened (and verified) at start."""
+
+    trust: TrustStore
+    clock: AgentClock
+    journal: CommandJournal
+    labels: NodeLabels
+    power: PowerControl | None
+
+    @classmethod
+    async def open(cls, settings: AgentSettings, node_id: str, nvml: Any) -> CommandParts:
+        data_dir = settings.data_dir
+        root_key = settings.commands.root_key or certs.CertLayout(settings.certs_dir).root_pub
+        trust = TrustStore.open(data_dir, root_key)
+        clock = AgentClock(data_dir / CLOCK_FILE, system=lambda: datetime.now(UTC))
+        journal = CommandJournal.open(data_dir, clock.now().timestamp())
+        base = {**await _kubernetes_labels(settings, node_id), **settings.labels}
+        labels = NodeLabels(data_dir / LABELS_FILE, base)
+        power = NvmlPowerControl(nvml) if nvml is not None else None
+        return cls(trust, clock, journal, labels, power)
+
+
+async def _kubernetes_labels(settings: AgentSettings, node_id: str) -> dict[str, str]:
+    """The Node object's labels; a Kubernetes API that is away is logged, not fatal."""
+    try:
+        return await asyncio.to_thread(read_node_labels, settings.commands.actions, node_id)
+    except SentinelError as exc:
+        log.warning("cannot read this node's Kubernetes labels: %s", exc)
+        return {}
 
 
 class Agent:
@@ -54,6 +102,7 @@ class Agent:
         host: HostCollector,
         gpu: GpuCollector | None,
         executor: ThreadPoolExecutor,
+        commands: CommandParts,
         pods: PodAttributor | None = None,
     ) -> None:
         self.settings = settings
@@ -67,11 +116,36 @@ class Agent:
         self.host_inventory = telemetry_pb2.HostInventory()
         self.gpu_inventory: list[telemetry_pb2.GpuInventory] = []
         self.started_at = timestamp_now()
-        self.link = HubLink(settings.link, credentials.tls, self.spool, self._hello)
+        self.trust = commands.trust
+        self.labels = commands.labels
+        self.link = HubLink(
+            settings.link,
+            credentials.tls,
+            self.spool,
+            self._hello,
+            trust=commands.trust,
+            nats_url_file=settings.data_dir / NATS_URL_FILE,
+        )
         self.samples_taken = 0
         self.sample_cpu_s = 0.0
         self._pending_samples: list[telemetry_pb2.Sample] = []
         self.metrics = AgentMetrics(CollectorRegistry(), hostname=socket.gethostname())
+        self.commands = CommandRunner(
+            self.node_id,
+            verifier=Verifier(
+                self.node_id,
+                commands.trust,
+                commands.clock,
+                skew=settings.commands.allowed_skew,
+            ),
+            trust=commands.trust,
+            journal=commands.journal,
+            context=ActionContext(
+                self.node_id, settings.commands.actions, commands.labels, commands.power
+            ),
+            metrics=CommandMetrics(self.metrics.registry),
+            nats_url=lambda: settings.commands.nats_url or self.link.nats_url,
+        )
         self.metrics_server: MetricsServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -92,6 +166,8 @@ class Agent:
                 undo.callback(gpu.close)
             spool = Spool.open(settings.data_dir / "spool", max_bytes=settings.spool_max_bytes)
             undo.callback(spool.close)
+            commands = await CommandParts.open(settings, credentials.node_id, nvml)
+            undo.callback(commands.journal.close)
             # A batch spooled just before a crash keeps its seq: never issue it again.
             sequence.advance_past(spool.last_seq)
             agent = cls(
@@ -102,6 +178,7 @@ class Agent:
                 host=HostCollector(),
                 gpu=gpu,
                 executor=ThreadPoolExecutor(max_workers=1, thread_name_prefix="sentinel-collect"),
+                commands=commands,
                 pods=PodAttributor(sampling.pod_resources_socket)
                 if sampling.pod_resources_socket
                 else None,
@@ -113,9 +190,11 @@ class Agent:
                     agent.metrics.registry, settings.metrics_listen
                 )
             undo.pop_all()
+        commands.labels.on_change = agent.link.rehello
         agent._tasks = [
             asyncio.create_task(agent._sample_forever(), name="agent-sampler"),
             asyncio.create_task(agent.link.run(), name="agent-hub-link"),
+            asyncio.create_task(agent.commands.run(), name="agent-commands"),
         ]
         log.info(
             "agent %s started (boot %s, GPU backend %s)", agent.node_id, sequence.boot_id, backend
@@ -135,7 +214,8 @@ class Agent:
             node_id=self.node_id,
             boot_id=self.sequence.boot_id,
             agent_version=__version__,
-            labels=self.settings.labels,
+            labels=self.labels.current(),
+            keyset_version=self.trust.version,
             host=self.host_inventory,
             gpus=self.gpu_inventory,
             heartbeat_interval=to_proto_duration(self.settings.link.heartbeat_interval),
@@ -189,9 +269,10 @@ class Agent:
         """Idempotent: seal, drain briefly, then cancel the owned tasks."""
         if not self._tasks:
             return
-        sampler, link = self._tasks
+        sampler, link, commands = self._tasks
         self._tasks = []
-        await cancel_and_wait(sampler)
+        await cancel_and_wait(sampler, commands)
+        self.commands.close()
         self.seal()
         if self.link.connected.is_set():
             await self._drain(DRAIN_TIMEOUT_S)

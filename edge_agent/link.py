@@ -15,19 +15,31 @@ import contextlib
 import logging
 import random
 from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
 
 import grpc
 
 from edge_agent.backoff import Backoff
 from edge_agent.settings import LinkSettings
 from edge_agent.spool import Spool
+from edge_agent.trust import TrustStore
 from sentinel.durations import timestamp_now
+from sentinel.errors import SentinelError
+from sentinel.files import replace_durably
 from sentinel.rpc_errors import describe
 from sentinel.tasks import cancel_and_wait
 from sentinel.tls import TlsFiles, secure_aio_channel
 from sentinel.v1 import agent_pb2, agent_pb2_grpc
 
 log = logging.getLogger(__name__)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        return ""
 
 
 class SessionEnded(Exception):
@@ -41,6 +53,9 @@ class HubLink:
         tls: TlsFiles,
         spool: Spool,
         hello: Callable[[], agent_pb2.AgentHello],
+        *,
+        trust: TrustStore,
+        nats_url_file: Path,
         rand: Callable[[], float] = random.random,
     ) -> None:
         self._settings = settings
@@ -52,8 +67,11 @@ class HubLink:
         self.sessions = 0
         self.acks_received = 0
         self.gaps_sent = 0
-        self.nats_url = ""
+        self._trust = trust
+        self._nats_url_file = nats_url_file
+        self.nats_url = _read_text(nats_url_file)
         self.last_error = ""
+        self._rehello = asyncio.Event()
 
     async def run(self) -> None:
         while True:
@@ -79,7 +97,8 @@ class HubLink:
                     raise SessionEnded("hub did not answer the hello")
                 reply = first.hello_reply
                 self._spool.acknowledge_through(reply.acked_seq)
-                self.nats_url = reply.nats_url
+                self._remember_nats_url(reply.nats_url)
+                self._trust.hub_version = reply.keyset_version
                 self._backoff.reset()
                 self.sessions += 1
                 self.last_error = ""
@@ -89,19 +108,36 @@ class HubLink:
             finally:
                 call.cancel()
 
+    def rehello(self) -> None:
+        """Start a new session, so the hub hears a fresh hello (e.g. new labels)."""
+        self._rehello.set()
+
+    def _remember_nats_url(self, url: str) -> None:
+        """Cached on disk: after a restart the agent finds NATS without the hub."""
+        if url and url != self.nats_url:
+            replace_durably(self._nats_url_file, url.encode(), mode=0o644)
+        self.nats_url = url or self.nats_url
+
     async def _exchange(self, call: grpc.aio.StreamStreamCall, boot_id: str) -> None:
         in_flight: set[int] = set()
+        self._rehello.clear()
         sender = asyncio.create_task(self._send(call, in_flight), name="agent-link-sender")
         receiver = asyncio.create_task(
             self._receive(call, boot_id, in_flight), name="agent-link-receiver"
         )
+        rehello = asyncio.create_task(self._rehello.wait(), name="agent-link-rehello")
         try:
-            done, _ = await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                {sender, receiver, rehello}, return_when=asyncio.FIRST_COMPLETED
+            )
+            if rehello in done:
+                self._backoff.reset()
+                raise SessionEnded("new hello requested")
             for task in done:
                 task.result()  # re-raise what ended the session
             raise SessionEnded("hub link tasks ended")
         finally:
-            await cancel_and_wait(sender, receiver)
+            await cancel_and_wait(sender, receiver, rehello)
 
     async def _send(self, call: grpc.aio.StreamStreamCall, in_flight: set[int]) -> None:
         loop = asyncio.get_running_loop()
@@ -151,5 +187,13 @@ class HubLink:
                 self.acks_received += 1
             elif kind == "gap_ack":
                 self._spool.gap_acknowledged(response.gap_ack.from_seq, response.gap_ack.to_seq)
+            elif kind == "keyset":
+                self._take_keyset(response.keyset.keyset.SerializeToString())
             else:
                 log.debug("ignoring %s from hub (not handled by this agent version)", kind)
+
+    def _take_keyset(self, envelope: bytes) -> None:
+        try:
+            self._trust.offer(envelope, datetime.now(UTC))
+        except SentinelError as exc:  # a keyset we must not trust changes nothing
+            log.error("keyset from the hub refused (%s): %s", exc.reason, exc)

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
+from edge_agent.actions.base import ActionSettings
+
 
 @dataclass(frozen=True, slots=True)
 class LinkSettings:
@@ -35,6 +37,19 @@ class SamplingSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class CommandSettings:
+    """How the agent receives and judges commands."""
+
+    # NATS for commands; None: the URL the hub announced in its last hello reply.
+    nats_url: str | None = None
+    # The pinned root signing key; None: `<certs_dir>/signing/root.pub`.
+    root_key: Path | None = None
+    # How far in the future a command's issued-at may lie before it is NOT_YET_VALID.
+    allowed_skew: timedelta = timedelta(minutes=5)
+    actions: ActionSettings = field(default_factory=ActionSettings)
+
+
+@dataclass(frozen=True, slots=True)
 class AgentSettings:
     certs_dir: Path
     data_dir: Path
@@ -47,3 +62,4 @@ class AgentSettings:
     # Bytes of telemetry spooled on disk until the hub acknowledges it; beyond it the oldest
     # batches are dropped and announced as a gap (reason overflow).
     spool_max_bytes: int = 128 * 1024 * 1024
+    commands: CommandSettings = field(default_factory=CommandSettings)

@@ -9,11 +9,11 @@ state, never a torn file. A corrupt file is an error, not a silent reset.
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from pathlib import Path
 
 from sentinel.errors import ConfigError
+from sentinel.files import replace_durably
 
 STATE_FILE = "telemetry-state.json"
 
@@ -64,9 +64,5 @@ class SequenceState:
         self.commit(seq)
 
     def _write(self) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        with tmp.open("w") as handle:
-            json.dump({"boot_id": self.boot_id, "next_seq": self._next_seq}, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.path)
+        state = {"boot_id": self.boot_id, "next_seq": self._next_seq}
+        replace_durably(self.path, json.dumps(state).encode())

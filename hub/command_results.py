@@ -16,6 +16,8 @@ change no command's state, so a forged copy cannot mark a real command refused.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -69,16 +71,23 @@ class ResultReader:
             stream=subjects.RESULTS_STREAM,
             config=api.ConsumerConfig(ack_wait=30.0, max_ack_pending=4 * FETCH_BATCH),
         )
-        while True:
-            try:
-                messages = await subscription.fetch(FETCH_BATCH, timeout=1.0)
-            except (TimeoutError, nats.errors.TimeoutError):
-                continue
-            except nats.errors.Error as exc:
-                log.warning("cannot read command results: %r", exc)
-                continue
-            for message in messages:
-                await self._take(message)
+        try:
+            while True:
+                try:
+                    messages = await subscription.fetch(FETCH_BATCH, timeout=1.0)
+                except (TimeoutError, nats.errors.TimeoutError):
+                    continue
+                except nats.errors.Error as exc:
+                    log.warning("cannot read command results: %r", exc)
+                    await asyncio.sleep(1.0)
+                    continue
+                for message in messages:
+                    await self._take(message)
+        finally:
+            # Unread messages would hold up the connection's drain at shutdown; they are
+            # redelivered to whichever hub reads next.
+            with contextlib.suppress(nats.errors.Error):
+                await subscription.unsubscribe()
 
     async def _take(self, message: Msg) -> None:
         try:

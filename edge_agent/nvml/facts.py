@@ -6,7 +6,9 @@ hot values that follow the trace. Invariants, as with the library: device calls 
 `nvmlInit` raise `NVMLError_Uninitialized`; a handle that is not one of ours raises
 `NVMLError_InvalidArgument`; a query the capture records as failed raises that error
 (`NVMLError_NotSupported` for fan speed, retired pages and NVLink on the H200), and a query the
-capture lacks answers "Not Supported".
+capture lacks answers "Not Supported". The one setter, `nvmlDeviceSetPowerManagementLimit`, keeps
+the new limit per GPU (the management and enforced limits then answer it) and, as NVML does,
+refuses a limit outside the captured constraints with `NVMLError_InvalidArgument`.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class CapturedFacts:
         self._queries = capture.queries
         self._identities = [clone_identity(capture.queries, index) for index in range(gpus)]
         self._init_count = 0
+        self._power_limits_mw: dict[int, int] = {}  # set through the API, by GPU index
 
     # -- lifecycle and system ------------------------------------------------------------------
 
@@ -122,10 +125,17 @@ class CapturedFacts:
         return pynvml.c_nvmlBAR1Memory_t(**self._static(handle, "bar1"))
 
     def nvmlDeviceGetPowerManagementLimit(self, handle: ReplayHandle) -> int:
-        return int(self._static(handle, "power_limit_mw"))
+        captured = int(self._static(handle, "power_limit_mw"))
+        return self._power_limits_mw.get(handle.index, captured)
 
     def nvmlDeviceGetEnforcedPowerLimit(self, handle: ReplayHandle) -> int:
-        return int(self._static(handle, "power_limit_mw"))
+        return self.nvmlDeviceGetPowerManagementLimit(handle)
+
+    def nvmlDeviceSetPowerManagementLimit(self, handle: ReplayHandle, limit: int) -> None:
+        low_mw, high_mw = self.nvmlDeviceGetPowerManagementLimitConstraints(handle)
+        if not low_mw <= limit <= high_mw:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        self._power_limits_mw[handle.index] = int(limit)
 
     def nvmlDeviceGetPowerManagementDefaultLimit(self, handle: ReplayHandle) -> int:
         return int(self._static(handle, "power_default_mw"))
