@@ -7,7 +7,7 @@ Order of work, so a crash at any point loses nothing and runs nothing twice:
    receives the command when it returns;
 4. sign and publish one envelope per node to `sentinel.cmd.<node>` with
    `Nats-Msg-Id: <command_id>/<node_id>`, awaiting every PubAck;
-5. mark the command published and announce `command.issued` per node.
+5. announce `command.issued` per node, then mark the command published.
 A retry with the same key after a crash between 2 and 5 publishes again; JetStream
 drops the copies inside its dedup window and the agent's journal refuses any later
 one as a replay, so no node executes twice.
@@ -181,16 +181,22 @@ class CommandIssuer:
                 f"({failures.exceptions[0]!r}); retry with the same idempotency key",
                 reason="STORE_UNAVAILABLE",
             ) from failures.exceptions[0]
+
+        async def announce(node_id: str) -> None:
+            async with limit:
+                await self._events.publish_once(
+                    "command",
+                    "issued",
+                    node_id,
+                    {"command_id": command.command_id, "action": command.action, "reason": ""},
+                    msg_id=f"{command.command_id}/{node_id}/issued",
+                )
+
+        await asyncio.gather(*(announce(node_id) for node_id in node_ids))
+        # Last: a retry of a command not marked published publishes and announces again,
+        # and JetStream drops the copies inside its dedup window.
         command.published = True
         await self._store.put_command(command)
-        for node_id in node_ids:
-            await self._events.publish_once(
-                "command",
-                "issued",
-                node_id,
-                {"command_id": command.command_id, "action": command.action, "reason": ""},
-                msg_id=f"{command.command_id}/{node_id}/issued",
-            )
 
 
 def _payload(command: command_pb2.Command, node_id: str) -> bytes:

@@ -81,13 +81,25 @@ class ResultReader:
                     log.warning("cannot read command results: %r", exc)
                     await asyncio.sleep(1.0)
                     continue
-                for message in messages:
-                    await self._take(message)
+                await self._take_all(messages)
         finally:
             # Unread messages would hold up the connection's drain at shutdown; they are
             # redelivered to whichever hub reads next.
             with contextlib.suppress(nats.errors.Error):
                 await subscription.unsubscribe()
+
+    async def _take_all(self, messages: list[Msg]) -> None:
+        """Results about different (command, node) pairs are independent: record them
+        concurrently (each waits on fsynced writes); one pair's results stay in order."""
+        by_pair: dict[str, list[Msg]] = {}
+        for message in messages:
+            by_pair.setdefault(_pair_of(message), []).append(message)
+
+        async def in_order(group: list[Msg]) -> None:
+            for message in group:
+                await self._take(message)
+
+        await asyncio.gather(*(in_order(group) for group in by_pair.values()))
 
     async def _take(self, message: Msg) -> None:
         try:
@@ -159,3 +171,9 @@ class ResultReader:
             data["claimed_command_id"] = result.claimed_command_id
         event = _EVENT_OF_STATE.get(result.state, "refused")
         await self._events.publish_once("command", event, node_id, data, msg_id=msg_id)
+
+
+def _pair_of(message: Msg) -> str:
+    """`<command or seq>/<node>` from the result's Nats-Msg-Id (its grouping key only)."""
+    msg_id = (message.headers or {}).get("Nats-Msg-Id", "")
+    return msg_id.rsplit("/", 1)[0] or message.subject
