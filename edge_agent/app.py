@@ -73,7 +73,10 @@ class CommandParts:
         root_key = settings.commands.root_key or certs.CertLayout(settings.certs_dir).root_pub
         trust = TrustStore.open(data_dir, root_key)
         clock = AgentClock(data_dir / CLOCK_FILE, system=lambda: datetime.now(UTC))
-        journal = CommandJournal.open(data_dir, clock.now().timestamp())
+        # Compact by the persisted floor, never the system clock: a clock that is wrong
+        # at boot must not make the journal forget a command that can still arrive.
+        floor = clock.floor()
+        journal = CommandJournal.open(data_dir, floor.timestamp() if floor else 0.0)
         base = {**await _kubernetes_labels(settings, node_id), **settings.labels}
         labels = NodeLabels(data_dir / LABELS_FILE, base)
         power = NvmlPowerControl(nvml) if nvml is not None else None

@@ -46,8 +46,11 @@ from sentinel.v1 import command_pb2
 
 log = logging.getLogger(__name__)
 
-# An unknown key before the hub confirmed our keyset may be a newer key: ask again later.
-DEFER_UNKNOWN_KEY_S = 5.0
+# A key the agent does not know may be newer than its keyset (a rotation: the keyset comes
+# over the hub stream, the command over NATS, and either may arrive first). Ask again later:
+# without limit until the hub confirmed our keyset, then for a few deliveries.
+DEFER_UNKNOWN_KEY_S = 2.0
+DEFER_UNKNOWN_KEY_DELIVERIES = 2
 # Tell JetStream a long action is still running, well inside its ack wait (60 s).
 IN_PROGRESS_EVERY_S = 15.0
 
@@ -176,7 +179,10 @@ class CommandRunner:
         try:
             command = self._verifier.verify(message.data)
         except CommandRefused as refusal:
-            if refusal.code is Reason.UNKNOWN_KEY and not self._trust.synced:
+            if refusal.code is Reason.UNKNOWN_KEY and (
+                not self._trust.synced
+                or message.metadata.num_delivered <= DEFER_UNKNOWN_KEY_DELIVERIES
+            ):
                 self.metrics.deferred.inc()
                 await message.nak(delay=DEFER_UNKNOWN_KEY_S)
                 return

@@ -195,5 +195,6 @@ class HubLink:
     def _take_keyset(self, envelope: bytes) -> None:
         try:
             self._trust.offer(envelope, datetime.now(UTC))
+            self._trust.hub_version = max(self._trust.hub_version, self._trust.version)
         except SentinelError as exc:  # a keyset we must not trust changes nothing
             log.error("keyset from the hub refused (%s): %s", exc.reason, exc)

@@ -95,14 +95,21 @@ class AgentClock:
             self._high_water = verified_issued_at
             replace_durably(self._path, verified_issued_at.isoformat().encode())
 
+    def floor(self) -> datetime | None:
+        """The persisted high-water: the agent clock is never earlier than this."""
+        return self._high_water
+
     def _read(self) -> datetime | None:
         try:
-            return datetime.fromisoformat(self._path.read_text())
+            moment = datetime.fromisoformat(self._path.read_text())
         except FileNotFoundError:
             return None
-        except ValueError as exc:
+        except ValueError:
+            moment = None
+        if moment is None or moment.tzinfo is None:
             raise ConfigError(
                 f"{self._path} is corrupt; move it away (the agent clock restarts from the "
                 "system clock)",
                 reason="STATE_CORRUPT",
-            ) from exc
+            )
+        return moment

@@ -18,6 +18,7 @@ from google.protobuf.message import DecodeError
 from edge_agent.trust import AgentClock, TrustStore
 from sentinel.durations import from_timestamp
 from sentinel.envelope import MAX_ENVELOPE_BYTES, unwrap, verify
+from sentinel.errors import InvalidArgument
 from sentinel.keyset import COMMAND
 from sentinel.refusals import CommandRefused, Reason
 from sentinel.v1 import command_pb2
@@ -54,7 +55,11 @@ class Verifier:
         payload_bytes = verify(envelope, self._trust.keys(now), COMMAND)
         payload = _decode(payload_bytes)
         command_id = payload.command_id
-        issued_at, not_after = from_timestamp(payload.issued_at), from_timestamp(payload.not_after)
+        try:
+            issued_at = from_timestamp(payload.issued_at)
+            not_after = from_timestamp(payload.not_after)
+        except InvalidArgument as exc:
+            raise CommandRefused(Reason.MALFORMED, exc.message, command_id=command_id) from exc
         if not_after <= now:
             raise CommandRefused(
                 Reason.EXPIRED,

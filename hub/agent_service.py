@@ -95,15 +95,17 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                     keyset_version=self._keys.keyset.version,
                 )
             )
-            if hello.keyset_version != self._keys.keyset.version:
-                yield self._keyset_update()
+            sent_keyset = hello.keyset_version
             reader = _Reader(incoming)
             try:
                 while True:
+                    # Take the event before comparing versions: a change after the compare
+                    # sets this event, so no change is missed between two loops.
                     keyset_changed = self._keys.changed()
-                    message = await reader.next(self._closing, keyset_changed)
-                    if keyset_changed.is_set():
+                    if sent_keyset != self._keys.keyset.version:
+                        sent_keyset = self._keys.keyset.version
                         yield self._keyset_update()
+                    message = await reader.next(self._closing, keyset_changed)
                     if message is _NOTHING_YET:
                         continue
                     if message is None:

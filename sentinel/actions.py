@@ -148,7 +148,7 @@ def validate_parameters(
             raise _bad(spec, f"has no parameter {name!r}")
         kind = value.WhichOneof("kind")
         if kind != param.kind.value:
-            raise _bad(spec, f"parameter {name!r} must be a {_noun(param.kind)}, got {kind}")
+            raise _bad(spec, f"parameter {name!r} must be {_noun(param.kind)}, got {kind}")
         values[name] = _plain(value, param.kind)
     for param in spec.params:
         if param.required and param.name not in values:
@@ -179,7 +179,7 @@ def parse_parameter(spec: ActionSpec, assignment: str) -> tuple[str, command_pb2
         else:
             value.duration_value.CopyFrom(to_proto_duration(parse_duration(text)))
     except ValueError as exc:
-        raise _bad(spec, f"parameter {name!r} must be a {_noun(param.kind)}, got {text!r}") from exc
+        raise _bad(spec, f"parameter {name!r} must be {_noun(param.kind)}, got {text!r}") from exc
     return name, value
 
 
@@ -196,7 +196,9 @@ def _plain(value: command_pb2.ParameterValue, kind: Kind) -> ParamValue:
 
 
 def _noun(kind: Kind) -> str:
-    return kind.value.removesuffix("_value")
+    """`an int`, `a string`: the kind as a person reads it."""
+    name = kind.value.removesuffix("_value")
+    return f"an {name}" if name[0] in "aeiou" else f"a {name}"
 
 
 def _bad(spec: ActionSpec, problem: str) -> InvalidArgument:

@@ -155,10 +155,17 @@ def _decode(message: signing_pb2.Keyset, envelope: bytes) -> Keyset:
         keys[key.key_id] = TrustedKey(key.key_id, key.purpose, public)
     if not message.HasField("expires_at") or message.version < 1:
         raise InvalidArgument("keyset needs a version and an expiry", reason="KEYSET_INVALID")
+    try:
+        issued_at, expires_at = (
+            from_timestamp(message.issued_at),
+            from_timestamp(message.expires_at),
+        )
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"keyset times: {exc}", reason="KEYSET_INVALID") from exc
     return Keyset(
         version=message.version,
-        issued_at=from_timestamp(message.issued_at),
-        expires_at=from_timestamp(message.expires_at),
+        issued_at=issued_at,
+        expires_at=expires_at,
         keys=keys,
         envelope=envelope,
     )

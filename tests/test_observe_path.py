@@ -398,14 +398,14 @@ async def test_a_hub_that_cannot_listen_says_so_and_leaves_nothing_running(
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        before = {p.pid for p in psutil.process_iter(["name"]) if p.info["name"] == "nats-server"}
+        before = _nats_servers_under(tmp_path)
         with pytest.raises(ConfigError) as caught:
             await Hub.start(
                 replace(hub_settings(pki, tmp_path / "hub"), listen=f"127.0.0.1:{port}")
             )
     assert caught.value.reason == "LISTEN_FAILED"
     assert str(caught.value).startswith(f"cannot listen on 127.0.0.1:{port}: ")
-    after = {p.pid for p in psutil.process_iter(["name"]) if p.info["name"] == "nats-server"}
+    after = _nats_servers_under(tmp_path)
     assert after <= before  # the embedded nats-server it started was stopped again
 
 
@@ -519,3 +519,12 @@ async def test_a_batch_stored_but_never_acknowledged_is_not_stored_twice(
     assert (await send_batch(call, 2)).duplicate is False
     call.cancel()
     assert await stream_count(hub, "node-a") == 2
+
+
+def _nats_servers_under(directory: Path) -> set[int]:
+    """nats-server processes whose configuration lies under `directory` (not others')."""
+    return {
+        p.pid
+        for p in psutil.process_iter(["name", "cmdline"])
+        if p.info["name"] == "nats-server" and str(directory) in " ".join(p.info["cmdline"] or ())
+    }
