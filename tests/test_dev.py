@@ -89,6 +89,25 @@ def test_sentinel_dev_end_to_end(tmp_path: Path) -> None:
         )
         assert "sentinel.v1.FleetService" in grpcurl.stdout.split()
 
+        # The Act half, as the README shows it: ping this node, then read the result.
+        cli_env = {**os.environ, "SENTINEL_CONFIG": str(config_path)}
+        issued = subprocess.run(
+            [str(BIN / "sentinel"), "cmd", "issue", "--node", config["node_id"],
+             "--action", "agent.ping", "--wait"],
+            capture_output=True, text=True, timeout=60, env=cli_env, check=False,
+        )  # fmt: skip
+        assert issued.returncode == 0, issued.stderr
+        command_id = issued.stdout.splitlines()[0]
+        shown = subprocess.run(
+            [str(BIN / "sentinel"), "cmd", "get", command_id, "-o", "json"],
+            capture_output=True, text=True, timeout=30, env=cli_env, check=True,
+        )  # fmt: skip
+        command = json.loads(shown.stdout)
+        assert command["state"] == "COMMAND_STATE_EXECUTED"
+        assert [(n["node_id"], n["message"]) for n in command["nodes"]] == [
+            (config["node_id"], "pong")
+        ]
+
         agent_metrics = scrape(config["agent_metrics_url"])
         assert agent_metrics.value("DCGM_FI_DEV_GPU_TEMP", gpu="0") > 0
         assert agent_metrics.value("sentinel_agent_hub_connected") == 1
