@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -147,7 +148,7 @@ class Hub:
                 clock=clock,
                 metrics=metrics,
                 keys=keys,
-                on_hello=issuer.ensure_consumer,
+                on_hello=functools.partial(issuer.ensure_consumer, known_ok=False),
             )
             server, health = build_server(
                 settings.limits,

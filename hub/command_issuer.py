@@ -33,7 +33,7 @@ from hub.events import EventPublisher
 from hub.keys import KeyManager
 from sentinel import subjects
 from sentinel.actions import ActionSpec
-from sentinel.durations import from_timestamp, to_timestamp
+from sentinel.durations import to_timestamp
 from sentinel.errors import FailedPrecondition
 from sentinel.v1 import command_pb2
 
@@ -84,10 +84,12 @@ class CommandIssuer:
         await self._publish_all(command)
         return self._store.get(command.command_id) or command
 
-    async def ensure_consumer(self, node_id: str) -> None:
-        """The node's durable consumer: every command for it, kept while it is away."""
+    async def ensure_consumer(self, node_id: str, *, known_ok: bool = True) -> None:
+        """The node's durable consumer: every command for it, kept while it is away.
+        `known_ok=False` (at each hello) asks JetStream again, so a consumer deleted by
+        hand comes back; creating an identical consumer is a no-op there."""
         name = subjects.command_consumer(node_id)
-        if name in self._consumers:
+        if known_ok and name in self._consumers:
             return
         config = api.ConsumerConfig(
             durable_name=name,
@@ -217,7 +219,3 @@ def _payload(command: command_pb2.Command, node_id: str) -> bytes:
 
 def _idempotency_key(issuer: str, key: str) -> str:
     return hashlib.sha256(f"{issuer}\0{key}".encode()).hexdigest()
-
-
-def expired(command: command_pb2.Command, now: datetime) -> bool:
-    return from_timestamp(command.not_after) <= now

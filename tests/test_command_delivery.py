@@ -284,3 +284,43 @@ async def test_commands_and_their_results_survive_a_hub_restart(pki: Pki, tmp_pa
     finally:
         await agent.stop()
         await hub.stop()
+
+
+async def test_redelivered_commands_are_reported_again_never_run_again(
+    pki: Pki,
+    hub: Hub,
+    tmp_path: Path,
+    operator: command_pb2_grpc.CommandServiceStub,
+    events: EventLog,
+) -> None:
+    """JetStream delivers again what it never saw acknowledged (an ack lost, an agent killed
+    after executing, a consumer reset): the same message gets its recorded result."""
+    script, record = recording_systemctl(tmp_path)
+    settings = quiet_agent_settings(pki, hub, tmp_path / "agent", "node-a", script)
+    agent = await started(settings)
+    command = await issue(
+        operator,
+        target=S.CommandTarget(node_id="node-a"),
+        action="node.systemd.restart",
+        parameters={"unit": S.ParameterValue(string_value=UNIT)},
+    )
+    await finished(operator, command.command_id)
+    await agent.stop()
+    # Reset the consumer: every message on node-a's subject is delivered again.
+    nc, _ = await event_log(hub.nats_url)
+    await nc.jetstream().delete_consumer("SENTINEL_COMMANDS", "agent-node-a")
+    await nc.close()
+    agent = await started(settings)  # its hello makes the hub create the consumer again
+    try:
+        await eventually(lambda: agent.commands.handled >= 1)
+        assert calls(record) == [f"restart -- {UNIT}"]
+        assert agent.metrics.registry.get_sample_value(
+            "sentinel_agent_commands_completed_total",
+            {"action": "node.systemd.restart", "state": "executed"},
+        ) in (None, 0.0)  # nothing executed in this process's life
+        done = await finished(operator, command.command_id)
+        assert done.nodes[0].state == S.COMMAND_STATE_EXECUTED
+        assert len(events.matching("succeeded", command_id=command.command_id)) == 1
+        assert events.matching("refused", command_id=command.command_id) == []
+    finally:
+        await agent.stop()
