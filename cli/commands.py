@@ -396,7 +396,8 @@ def follow(
         for response in stub.WatchCommand(
             S.WatchCommandRequest(command_id=command.command_id), timeout=timeout_s
         ):
-            latest = response.command
+            if response.HasField("command"):
+                latest = response.command
             if on_status is not None:
                 on_status(response.status)
     except grpc.RpcError as exc:

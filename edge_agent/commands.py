@@ -177,7 +177,9 @@ class CommandRunner:
     async def handle(self, js: JetStreamContext, message: Msg) -> None:
         seq = message.metadata.sequence.stream
         try:
-            command = self._verifier.verify(message.data)
+            # Verification persists the agent clock and journal steps fsync: on the
+            # action thread, so the event loop (hub link, telemetry) never waits on a disk.
+            command = await self._in_thread(self._verifier.verify, message.data)
         except CommandRefused as refusal:
             if refusal.code is Reason.UNKNOWN_KEY and (
                 not self._trust.synced
@@ -237,12 +239,12 @@ class CommandRunner:
             data = self._result(
                 payload.command_id, seq, S.COMMAND_STATE_REFUSED, refusal.code, refusal.message
             ).SerializeToString()
-            self._journal.finish(payload.command_id, seq, not_after_s, data)
+            await self._in_thread(self._journal.finish, payload.command_id, seq, not_after_s, data)
             return data
-        self._journal.begin(payload.command_id, seq, not_after_s)
+        await self._in_thread(self._journal.begin, payload.command_id, seq, not_after_s)
         result = await self._execute(payload, seq, executor, params, message)
         data = result.SerializeToString()
-        self._journal.finish(payload.command_id, seq, not_after_s, data)
+        await self._in_thread(self._journal.finish, payload.command_id, seq, not_after_s, data)
         return data
 
     async def _admit(

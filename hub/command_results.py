@@ -27,7 +27,7 @@ from google.protobuf.message import DecodeError
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 
-from hub.command_store import CommandStore, StatusRecord, is_final
+from hub.command_store import FINAL_STATES, CommandStore, StatusRecord
 from hub.events import EventPublisher
 from hub.metrics import HubMetrics
 from sentinel import subjects
@@ -146,8 +146,8 @@ class ResultReader:
         result: command_pb2.CommandResult,
         outcome: str,
     ) -> StatusRecord:
-        if record is not None and is_final(record.decoded().state):
-            return StatusRecord(record.status, (*record.announced, outcome))
+        if record is not None and record.state in FINAL_STATES:
+            return StatusRecord(record.status, (*record.announced, outcome), record.state)
         status = command_pb2.NodeCommandStatus(
             node_id=node_id,
             state=result.state,
@@ -157,7 +157,7 @@ class ResultReader:
             plan=result.changes,
         )
         announced = record.announced if record else ()
-        return StatusRecord(status.SerializeToString(), (*announced, outcome))
+        return StatusRecord(status.SerializeToString(), (*announced, outcome), status.state)
 
     async def _announce(self, node_id: str, result: command_pb2.CommandResult, msg_id: str) -> None:
         data: dict[str, object] = {

@@ -18,7 +18,7 @@ import grpc
 
 from hub.auth import current_identity
 from hub.command_issuer import CommandIssuer, IssueOrder
-from hub.command_store import CommandStore, is_final
+from hub.command_store import CommandStore
 from hub.keys import KeyManager
 from hub.metrics import HubMetrics
 from hub.registry import Registry
@@ -102,24 +102,27 @@ class CommandService(command_pb2_grpc.CommandServiceServicer):
     async def WatchCommand(
         self, request: command_pb2.WatchCommandRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[command_pb2.WatchCommandResponse]:
-        command = self._get(request.command_id)
-        sent: dict[str, bytes] = {}
+        """Every node's status first, then each change; the first and the last message
+        also carry the whole command (the last one as it ended)."""
+        command_id = request.command_id
+        first: command_pb2.Command | None = self._get(command_id)
+        seen = 0
         while True:
-            for status in command.nodes:
-                data = status.SerializeToString(deterministic=True)
-                if sent.get(status.node_id) != data:
-                    sent[status.node_id] = data
-                    yield command_pb2.WatchCommandResponse(status=status, command=command)
-            if all(is_final(s.state) for s in command.nodes):
+            seen, statuses = self._store.statuses_since(command_id, seen)
+            done = self._store.all_final(command_id)
+            for index, status in enumerate(statuses):
+                response = command_pb2.WatchCommandResponse(status=status)
+                if first is not None:
+                    response.command.CopyFrom(first)
+                    first = None
+                if done and index == len(statuses) - 1:
+                    response.command.CopyFrom(self._get(command_id))
+                yield response
+            if done:
                 return
-            await self._store.wait_for(lambda: self._changed(request.command_id, sent))
-            command = self._get(request.command_id)
-
-    def _changed(self, command_id: str, sent: dict[str, bytes]) -> bool:
-        command = self._store.get(command_id)
-        return command is not None and any(
-            sent.get(s.node_id) != s.SerializeToString(deterministic=True) for s in command.nodes
-        )
+            await self._store.wait_for(
+                lambda: self._store.last_change(command_id) > seen  # noqa: B023
+            )
 
     def _get(self, command_id: str) -> command_pb2.Command:
         command = self._store.get(command_id)

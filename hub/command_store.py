@@ -52,6 +52,7 @@ _Apply = Callable[[str, bytes | None, int | None], Awaitable[None]]
 class StatusRecord(msgspec.Struct, frozen=True):
     status: bytes  # NodeCommandStatus
     announced: tuple[str, ...] = ()
+    state: int = 0  # the status's state, readable without decoding it
 
     def decoded(self) -> command_pb2.NodeCommandStatus:
         return command_pb2.NodeCommandStatus.FromString(self.status)
@@ -64,6 +65,9 @@ class CommandStore:
         self._commands: dict[str, command_pb2.Command] = {}
         self._statuses: dict[str, dict[str, StatusRecord]] = {}
         self._revisions: dict[tuple[str, str], int] = {}
+        # Change counter: which node of which command changed when (for watchers).
+        self._changes = 0
+        self._changed_at: dict[str, dict[str, int]] = {}
         self._changed = asyncio.Condition()
         self._watchers: list[asyncio.Task[None]] = []
 
@@ -110,6 +114,42 @@ class CommandStore:
         copy = command_pb2.Command()
         copy.CopyFrom(spec)
         return copy
+
+    def last_change(self, command_id: str) -> int:
+        nodes = self._changed_at.get(command_id)
+        return max(nodes.values()) if nodes else 0
+
+    def statuses_since(
+        self, command_id: str, after: int
+    ) -> tuple[int, list[command_pb2.NodeCommandStatus]]:
+        """(change counter now, the statuses of nodes that changed after `after`; with
+        `after` 0, every node's). Decodes only what changed: a watcher of a command on
+        thousands of nodes costs per change, not per node."""
+        spec = self._commands.get(command_id)
+        if spec is None:
+            return after, []
+        changed_at = self._changed_at.get(command_id, {})
+        records = self._statuses.get(command_id, {})
+        if after == 0:
+            nodes = [n.node_id for n in spec.nodes]
+        else:
+            nodes = [n for n, at in changed_at.items() if at > after]
+        statuses = []
+        for node_id in nodes:
+            record = records.get(node_id)
+            statuses.append(
+                record.decoded()
+                if record
+                else command_pb2.NodeCommandStatus(node_id=node_id, state=PENDING)
+            )
+        return max([after, *changed_at.values()]), statuses
+
+    def all_final(self, command_id: str) -> bool:
+        spec = self._commands.get(command_id)
+        records = self._statuses.get(command_id, {})
+        if spec is None or len(records) < len(spec.nodes):
+            return False
+        return all(r.state in FINAL_STATES for r in records.values())
 
     def status(self, command_id: str, node_id: str) -> StatusRecord | None:
         return self._statuses.get(command_id, {}).get(node_id)
@@ -176,9 +216,12 @@ class CommandStore:
         if not data or not self._newer("s", key, revision):
             return
         command_id, _, node_id = key.partition(".")
-        self._statuses.setdefault(command_id, {})[node_id] = msgspec.msgpack.decode(
-            data, type=StatusRecord
-        )
+        record = msgspec.msgpack.decode(data, type=StatusRecord)
+        if not record.state:  # written before the field existed
+            record = StatusRecord(record.status, record.announced, record.decoded().state)
+        self._statuses.setdefault(command_id, {})[node_id] = record
+        self._changes += 1
+        self._changed_at.setdefault(command_id, {})[node_id] = self._changes
         await self._notify()
 
     def _newer(self, kind: str, key: str, revision: int | None) -> bool:
@@ -212,7 +255,3 @@ def aggregate(
         if state in seen:
             return state
     return command_pb2.COMMAND_STATE_EXECUTED
-
-
-def is_final(state: command_pb2.CommandState) -> bool:
-    return state in FINAL_STATES

@@ -122,7 +122,7 @@ class EmbeddedNats:
         process.kill()
         raise Unavailable("nats-server did not start in time", reason="NATS_START_FAILED")
 
-    async def stop(self, timeout_s: float = 10.0) -> None:
+    async def stop(self, timeout_s: float = 30.0) -> None:
         if self.process.returncode is not None:
             return
         self.process.terminate()
