@@ -35,7 +35,7 @@ from tests.command_helpers import (
     started,
 )
 from tests.conftest import Pki, eventually, hub_settings, within
-from tests.test_commands import finished, issue
+from tests.test_commands import finished, issue, restart
 
 S = command_pb2
 BIN = Path(sys.executable).parent
@@ -142,13 +142,8 @@ async def test_an_agent_away_at_issue_time_runs_the_unexpired_and_refuses_the_ex
     settings = quiet_agent_settings(pki, hub, tmp_path / "agent", "node-b", script)
     agent = await started(settings)
     await agent.stop()  # known to the fleet, now away
-    restart = {
-        "target": S.CommandTarget(node_id="node-b"),
-        "action": "node.systemd.restart",
-        "parameters": {"unit": S.ParameterValue(string_value=UNIT)},
-    }
-    short = await issue(operator, **restart, ttl=to_proto_duration(timedelta(seconds=1)))
-    kept = await issue(operator, **restart)
+    short = await issue(operator, **restart("node-b", ttl=to_proto_duration(timedelta(seconds=1))))
+    kept = await issue(operator, **restart("node-b"))
     not_after = from_timestamp(short.not_after)
     await eventually(lambda: datetime.now(UTC) > not_after, timeout_s=5)
     agent = await started(settings)
@@ -200,12 +195,7 @@ async def test_a_crash_between_journal_and_execution_is_interrupted_not_rerun(
     process = AgentProcess(pki, hub, tmp_path / "agent", "node-c", script)
     await process.start()
     try:
-        command = await issue(
-            operator,
-            target=S.CommandTarget(node_id="node-c"),
-            action="node.systemd.restart",
-            parameters={"unit": S.ParameterValue(string_value=UNIT)},
-        )
+        command = await issue(operator, **restart("node-c"))
         assert process.process is not None
         await within(process.process.wait())
         assert calls(record) == [f"restart -- {UNIT}"]
@@ -298,12 +288,7 @@ async def test_redelivered_commands_are_reported_again_never_run_again(
     script, record = recording_systemctl(tmp_path)
     settings = quiet_agent_settings(pki, hub, tmp_path / "agent", "node-a", script)
     agent = await started(settings)
-    command = await issue(
-        operator,
-        target=S.CommandTarget(node_id="node-a"),
-        action="node.systemd.restart",
-        parameters={"unit": S.ParameterValue(string_value=UNIT)},
-    )
+    command = await issue(operator, **restart("node-a"))
     await finished(operator, command.command_id)
     await agent.stop()
     # Reset the consumer: every message on node-a's subject is delivered again.

@@ -89,9 +89,11 @@ def node_a(**fields: object) -> dict[str, object]:
     return {"target": S.CommandTarget(node_id="node-a"), **fields}
 
 
-def restart(**fields: object) -> dict[str, object]:
+def restart(node_id: str = "node-a", **fields: object) -> dict[str, object]:
+    """Restart the test unit on `node_id`: an execution shows in the recording systemctl."""
     params = {"unit": S.ParameterValue(string_value=UNIT)}
-    return node_a(action="node.systemd.restart", parameters=params, **fields)
+    target = S.CommandTarget(node_id=node_id)
+    return {"target": target, "action": "node.systemd.restart", "parameters": params, **fields}
 
 
 async def test_ping_runs_once_and_is_announced_once(bench: Bench) -> None:
