@@ -25,7 +25,6 @@ from typing import Any
 
 import nats
 import nats.errors
-from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
@@ -353,6 +352,3 @@ async def _keep_in_progress(message: Msg) -> None:
 
 async def _quiet(exc: Exception) -> None:
     log.debug("NATS (commands): %r", exc)
-
-
-__all__ = ["CommandMetrics", "CommandRunner", "NatsClient"]

@@ -20,12 +20,13 @@ import certs
 from hub.agent_service import AgentService
 from hub.command_issuer import CommandIssuer
 from hub.command_results import ResultReader
-from hub.command_service import CommandService, KeyService
+from hub.command_service import CommandService
 from hub.command_store import CommandStore
 from hub.embedded_nats import EmbeddedNats
 from hub.events import EventPublisher
 from hub.fleet_service import FleetService
 from hub.ingest import TelemetryIngest
+from hub.key_service import KeyService
 from hub.keys import KeyManager
 from hub.metrics import HubMetrics
 from hub.registry import Registry

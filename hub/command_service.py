@@ -1,4 +1,4 @@
-"""CommandService: issue, read, list and watch signed commands; KeyService: the keyset.
+"""CommandService: issue, read, list and watch signed commands.
 
 Validation happens here, before anything is stored or signed: the action must be
 in the catalogue, its parameters typed as the catalogue says, the target a known
@@ -19,7 +19,6 @@ import grpc
 from hub.auth import current_identity
 from hub.command_issuer import CommandIssuer, IssueOrder
 from hub.command_store import CommandStore
-from hub.keys import KeyManager
 from hub.metrics import HubMetrics
 from hub.registry import Registry
 from sentinel import actions
@@ -27,7 +26,7 @@ from sentinel.durations import from_proto_duration
 from sentinel.errors import FailedPrecondition, InvalidArgument, NotFound
 from sentinel.identity import validate_node_id
 from sentinel.selectors import parse_selector
-from sentinel.v1 import command_pb2, command_pb2_grpc, keys_pb2, keys_pb2_grpc
+from sentinel.v1 import command_pb2, command_pb2_grpc
 
 DEFAULT_TTL = timedelta(minutes=10)
 MAX_TTL = timedelta(days=7)
@@ -152,28 +151,6 @@ class CommandService(command_pb2_grpc.CommandServiceServicer):
                 )
             return [n.node_id for n in nodes]
         raise InvalidArgument("a command needs a node_id or a label_selector", reason="BAD_TARGET")
-
-
-class KeyService(keys_pb2_grpc.KeyServiceServicer):
-    def __init__(self, keys: KeyManager) -> None:
-        self._keys = keys
-
-    async def GetKeyset(
-        self, request: keys_pb2.GetKeysetRequest, context: grpc.aio.ServicerContext
-    ) -> keys_pb2.GetKeysetResponse:
-        return keys_pb2.GetKeysetResponse(keyset=self._keys.info())
-
-    async def RotateCommandKey(
-        self, request: keys_pb2.RotateCommandKeyRequest, context: grpc.aio.ServicerContext
-    ) -> keys_pb2.RotateCommandKeyResponse:
-        await self._keys.rotate_command_key()
-        return keys_pb2.RotateCommandKeyResponse(keyset=self._keys.info())
-
-    async def RetireKey(
-        self, request: keys_pb2.RetireKeyRequest, context: grpc.aio.ServicerContext
-    ) -> keys_pb2.RetireKeyResponse:
-        await self._keys.retire(request.key_id)
-        return keys_pb2.RetireKeyResponse(keyset=self._keys.info())
 
 
 def _ttl(request: command_pb2.IssueCommandRequest) -> timedelta:
