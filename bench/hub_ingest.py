@@ -66,8 +66,13 @@ async def node_stream(
         slots = asyncio.Semaphore(window)
 
         async def receive() -> None:
-            for _ in range(batches):
-                ack = (await call.read()).ack
+            acked = 0
+            while acked < batches:
+                response = await call.read()
+                if response.WhichOneof("message") != "ack":
+                    continue  # the keyset the hub sends a new agent
+                ack = response.ack
+                acked += 1
                 latencies.append(time.perf_counter() - sent.pop(ack.seq))
                 slots.release()
 

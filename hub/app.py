@@ -107,7 +107,7 @@ class Hub:
         async with contextlib.AsyncExitStack() as undo:  # unwinds only if start fails
             embedded = None
             if not settings.nats_url:
-                embedded = await EmbeddedNats.start(settings.data_dir)
+                embedded = await EmbeddedNats.start(settings.data_dir, sync=settings.nats_sync)
                 undo.push_async_callback(embedded.stop)
             nats_url = settings.nats_url or (embedded.url if embedded else "")
             state = await HubState.open(

@@ -47,18 +47,19 @@ def find_nats_server() -> Path:
     return Path(found)
 
 
-def _config(store: Path, ports_dir: Path) -> str:
-    """Loopback only, random port. `sync_interval: always` makes JetStream fsync each write
-    before its PubAck: an acknowledged command (or telemetry batch, or audit record) then
-    survives a machine crash, not only a process crash. The server default (every 2 min)
-    would let a power loss take back writes the hub already confirmed."""
+def _config(store: Path, ports_dir: Path, sync: str) -> str:
+    """Loopback only, random port. `sync` "always" (the hub's default) makes JetStream fsync
+    each write before its PubAck: an acknowledged command (or telemetry batch) then survives
+    a machine crash, not only a process crash. nats-server's own default (every 2 min) lets a
+    power loss take back writes the hub already confirmed; it is about 3x faster for
+    telemetry ingest (bench/RESULTS.md), so `--nats-sync 2m` is there for those who choose it."""
     return (
         'host: "127.0.0.1"\n'
         "port: -1\n"
         f"ports_file_dir: {json.dumps(str(ports_dir))}\n"
         "jetstream {\n"
         f"  store_dir: {json.dumps(str(store))}\n"
-        "  sync_interval: always\n"
+        f"  sync_interval: {sync}\n"
         "}\n"
     )
 
@@ -72,7 +73,9 @@ class EmbeddedNats:
     store_dir: Path
 
     @classmethod
-    async def start(cls, data_dir: Path, *, startup_timeout_s: float = 20.0) -> EmbeddedNats:
+    async def start(
+        cls, data_dir: Path, *, sync: str = "always", startup_timeout_s: float = 20.0
+    ) -> EmbeddedNats:
         store = data_dir / "nats"
         ports_dir = data_dir / "nats-ports"
         store.mkdir(parents=True, exist_ok=True)
@@ -80,7 +83,7 @@ class EmbeddedNats:
         for stale in ports_dir.glob("*.ports"):
             stale.unlink()
         config = data_dir / "nats-server.conf"
-        config.write_text(_config(store, ports_dir))
+        config.write_text(_config(store, ports_dir, sync))
         log_file = (data_dir / "nats-server.log").open("ab")
         process = await asyncio.create_subprocess_exec(
             *_die_with_parent(),

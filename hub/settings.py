@@ -45,6 +45,9 @@ class HubSettings:
     data_dir: Path
     # None: start an embedded nats-server under data_dir.
     nats_url: str | None = None
+    # The embedded nats-server's JetStream `sync_interval`: "always" (fsync before every
+    # PubAck) or a Go duration. See hub.embedded_nats.
+    nats_sync: str = "always"
     enroll_listen: str | None = None
     # Prometheus /metrics (plain HTTP); None: not served.
     metrics_listen: str | None = None
