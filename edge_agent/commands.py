@@ -178,7 +178,7 @@ class CommandRunner:
         try:
             # Verification persists the agent clock and journal steps fsync: on the
             # action thread, so the event loop (hub link, telemetry) never waits on a disk.
-            command = await self._in_thread(self._verifier.verify, message.data)
+            command = await self._verify(message.data)
         except CommandRefused as refusal:
             if refusal.code is Reason.UNKNOWN_KEY and (
                 not self._trust.synced
@@ -193,6 +193,16 @@ class CommandRunner:
         await self._publish(js, data)
         await message.ack()
         self.handled += 1
+
+    async def _verify(self, data: bytes) -> VerifiedCommand:
+        try:
+            verified: VerifiedCommand = await self._in_thread(self._verifier.verify, data)
+        except CommandRefused:
+            raise
+        except Exception as exc:  # input that trips a bug must not stop the consumer
+            log.exception("verifier error")
+            raise CommandRefused(Reason.MALFORMED, f"verification error: {exc!r}") from exc
+        return verified
 
     def _refused_before_journal(self, refusal: CommandRefused, seq: int, message: Msg) -> bytes:
         command_id = refusal.details.get("command_id", "")
@@ -235,9 +245,15 @@ class CommandRunner:
         except CommandRefused as refusal:
             self.metrics.refused.labels(reason=refusal.reason).inc()
             log.warning("refused command %s: %s %s", payload.command_id, refusal.reason, refusal)
-            data = self._result(
-                payload.command_id, seq, S.COMMAND_STATE_REFUSED, refusal.code, refusal.message
-            ).SerializeToString()
+            state, reason, text = S.COMMAND_STATE_REFUSED, refusal.code.value, refusal.message
+        except Exception as exc:  # an executor's check broke: nothing ran; say so, once
+            log.exception("check of %s failed", payload.action)
+            state, reason = S.COMMAND_STATE_FAILED, Reason.EXECUTION_FAILED.value
+            text = f"the executor's check failed before anything ran: {exc!r}"
+        else:
+            state = S.COMMAND_STATE_UNSPECIFIED
+        if state != S.COMMAND_STATE_UNSPECIFIED:
+            data = self._result(payload.command_id, seq, state, reason, text).SerializeToString()
             await self._in_thread(self._journal.finish, payload.command_id, seq, not_after_s, data)
             return data
         await self._in_thread(self._journal.begin, payload.command_id, seq, not_after_s)

@@ -127,8 +127,7 @@ class ResultReader:
     async def _record(self, node_id: str, result: command_pb2.CommandResult) -> None:
         outcome = f"{command_pb2.CommandState.Name(result.state)}:{result.reason}"
         owner = result.command_id or f"seq-{result.stream_seq}"
-        known = self._store.spec(result.command_id) if result.command_id else None
-        targeted = known is not None and any(n.node_id == node_id for n in known.nodes)
+        targeted = bool(result.command_id) and self._store.targets(result.command_id, node_id)
         record = self._store.status(result.command_id, node_id) if targeted else None
         if record is not None and outcome in record.announced:
             return

@@ -63,6 +63,7 @@ class CommandStore:
         self._commands_kv = commands
         self._statuses_kv = statuses
         self._commands: dict[str, command_pb2.Command] = {}
+        self._targets: dict[str, frozenset[str]] = {}
         self._statuses: dict[str, dict[str, StatusRecord]] = {}
         self._revisions: dict[tuple[str, str], int] = {}
         # Change counter: which node of which command changed when (for watchers).
@@ -151,6 +152,10 @@ class CommandStore:
             return False
         return all(r.state in FINAL_STATES for r in records.values())
 
+    def targets(self, command_id: str, node_id: str) -> bool:
+        """Whether the command was issued to the node (without copying the command)."""
+        return node_id in self._targets.get(command_id, frozenset())
+
     def status(self, command_id: str, node_id: str) -> StatusRecord | None:
         return self._statuses.get(command_id, {}).get(node_id)
 
@@ -209,7 +214,9 @@ class CommandStore:
     async def _apply_command(self, key: str, data: bytes | None, revision: int | None) -> None:
         if not data or not self._newer("c", key, revision):
             return
-        self._commands[key] = command_pb2.Command.FromString(data)
+        command = command_pb2.Command.FromString(data)
+        self._commands[key] = command
+        self._targets[key] = frozenset(n.node_id for n in command.nodes)
         await self._notify()
 
     async def _apply_status(self, key: str, data: bytes | None, revision: int | None) -> None:

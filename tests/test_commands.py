@@ -317,3 +317,27 @@ async def test_idempotency_key_issues_once(bench: Bench) -> None:
     info = await bench.nc.jetstream().stream_info("SENTINEL_COMMANDS")
     assert info.state.messages == 1
     await bench.events.one("succeeded", command_id=first.command_id)
+
+
+async def test_an_executor_check_that_breaks_fails_the_command_and_the_agent_carries_on(
+    bench: Bench, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edge_agent import commands
+    from edge_agent.actions import executor_for
+
+    class Broken:
+        def check(self, params: object, ctx: object) -> None:
+            raise RuntimeError("bug in a check")
+
+    broken_once = [Broken()]
+    monkeypatch.setattr(
+        commands,
+        "executor_for",
+        lambda name: broken_once.pop() if broken_once else executor_for(name),
+    )
+    first = await issue(bench.stub, **node_a(action="agent.ping"))
+    failed = (await finished(bench.stub, first.command_id)).nodes[0]
+    assert (failed.state, failed.reason) == (S.COMMAND_STATE_FAILED, "EXECUTION_FAILED")
+    assert "check failed before anything ran: RuntimeError('bug in a check')" in failed.message
+    second = await issue(bench.stub, **node_a(action="agent.ping"))
+    assert (await finished(bench.stub, second.command_id)).state == S.COMMAND_STATE_EXECUTED
