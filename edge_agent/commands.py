@@ -116,6 +116,8 @@ class CommandRunner:
                         await self._session(url)
                     except (nats.errors.Error, OSError, TimeoutError) as exc:
                         log.warning("command consumer: %r; retrying", exc)
+                    except Exception:  # a bug must not end command handling for good
+                        log.exception("command consumer failed; retrying")
                 self.consuming.clear()
                 await asyncio.sleep(self._backoff.next_delay_s())
         finally:

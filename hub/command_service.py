@@ -21,6 +21,7 @@ from hub.command_issuer import CommandIssuer, IssueOrder
 from hub.command_store import CommandStore
 from hub.metrics import HubMetrics
 from hub.registry import Registry
+from hub.state import store_unavailable
 from sentinel import actions
 from sentinel.durations import from_proto_duration
 from sentinel.errors import FailedPrecondition, InvalidArgument, NotFound
@@ -67,7 +68,8 @@ class CommandService(command_pb2_grpc.CommandServiceServicer):
             issuer=str(current_identity()),
             ttl=_ttl(request),
         )
-        command = await self._issuer.issue(order)
+        with store_unavailable("issuing a command"):
+            command = await self._issuer.issue(order)
         self._metrics.commands_issued(spec.name, len(command.nodes))
         return command_pb2.IssueCommandResponse(command=command)
 

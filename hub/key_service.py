@@ -8,6 +8,7 @@ from __future__ import annotations
 import grpc
 
 from hub.keys import KeyManager
+from hub.state import store_unavailable
 from sentinel.v1 import keys_pb2, keys_pb2_grpc
 
 
@@ -23,11 +24,13 @@ class KeyService(keys_pb2_grpc.KeyServiceServicer):
     async def RotateCommandKey(
         self, request: keys_pb2.RotateCommandKeyRequest, context: grpc.aio.ServicerContext
     ) -> keys_pb2.RotateCommandKeyResponse:
-        await self._keys.rotate_command_key()
+        with store_unavailable("publishing a keyset"):
+            await self._keys.rotate_command_key()
         return keys_pb2.RotateCommandKeyResponse(keyset=self._keys.info())
 
     async def RetireKey(
         self, request: keys_pb2.RetireKeyRequest, context: grpc.aio.ServicerContext
     ) -> keys_pb2.RetireKeyResponse:
-        await self._keys.retire(request.key_id)
+        with store_unavailable("publishing a keyset"):
+            await self._keys.retire(request.key_id)
         return keys_pb2.RetireKeyResponse(keyset=self._keys.info())

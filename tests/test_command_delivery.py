@@ -12,6 +12,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import grpc
 import pytest
 
 import certs
@@ -19,6 +20,7 @@ from edge_agent.app import Agent
 from hub.app import Hub
 from sentinel.durations import from_timestamp, to_proto_duration
 from sentinel.errors import ConfigError
+from sentinel.rpc_errors import reason_of
 from sentinel.tls import secure_aio_channel
 from sentinel.v1 import command_pb2, command_pb2_grpc, keys_pb2, keys_pb2_grpc
 from tests.command_helpers import (
@@ -309,3 +311,24 @@ async def test_redelivered_commands_are_reported_again_never_run_again(
         assert events.matching("refused", command_id=command.command_id) == []
     finally:
         await agent.stop()
+
+
+async def test_issue_while_nats_is_down_is_unavailable_with_a_reason(
+    pki: Pki, tmp_path: Path
+) -> None:
+    hub = await Hub.start(hub_settings(pki, tmp_path / "hub", store_timeout_s=1.0))
+    try:
+        script, _ = recording_systemctl(tmp_path)
+        agent = await started(quiet_agent_settings(pki, hub, tmp_path / "agent", "node-a", script))
+        await agent.stop()
+        assert hub._embedded is not None
+        hub._embedded.process.kill()
+        await hub._embedded.process.wait()
+        async with secure_aio_channel(hub.address, pki.user("operator")) as channel:
+            stub = command_pb2_grpc.CommandServiceStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await issue(stub, **ping(node_id="node-a"))
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert reason_of(caught.value) == "STORE_UNAVAILABLE"
+    finally:
+        await hub.stop()
