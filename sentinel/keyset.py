@@ -53,7 +53,9 @@ def load_root_public_key(path: Path) -> TrustedKey:
         key = serialization.load_pem_public_key(path.read_bytes())
     except FileNotFoundError as exc:
         raise ConfigError(
-            f"root public key {path} does not exist", reason="ROOT_KEY_MISSING"
+            f"root public key {path} does not exist: copy signing/root.pub from the CA "
+            "directory (never root.key), or pass --root-key",
+            reason="ROOT_KEY_MISSING",
         ) from exc
     except ValueError as exc:
         raise ConfigError(f"{path} is not a PEM public key", reason="ROOT_KEY_INVALID") from exc
