@@ -14,7 +14,13 @@ from certs.authority import (
     load_trust_domain,
 )
 from certs.layout import CertLayout
-from certs.signing_keys import command_keys, load_signer, load_signing_key, new_command_key
+from certs.signing_keys import (
+    command_keys,
+    load_signer,
+    load_signing_key,
+    new_command_key,
+    policy_signer,
+)
 
 __all__ = [
     "CertLayout",
@@ -26,4 +32,5 @@ __all__ = [
     "load_signing_key",
     "load_trust_domain",
     "new_command_key",
+    "policy_signer",
 ]

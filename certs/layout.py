@@ -64,6 +64,10 @@ class CertLayout:
     def command_pub(self) -> Path:
         return self.signing_dir / "command.pub"
 
+    @property
+    def policy_key(self) -> Path:
+        return self.signing_dir / "policy.key"
+
     def rotated_command_key(self, key_id: str) -> Path:
         """A command key made by a rotation; `key_id` comes from `key_id_for`, never a caller."""
         if not key_id.startswith("command-") or not key_id[8:].isalnum():

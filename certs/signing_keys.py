@@ -8,6 +8,7 @@ key (`sentinel.keyset.key_id_for`).
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -16,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from certs.layout import CertLayout
 from certs.writer import ensure_directory, write_public, write_secret
 from sentinel.envelope import SigningKey
-from sentinel.errors import ConfigError
+from sentinel.errors import ConfigError, FailedPrecondition
 from sentinel.keyset import key_id_for
 from sentinel.v1 import signing_pb2
 
@@ -64,6 +65,22 @@ def new_command_key(layout: CertLayout) -> SigningKey:
     )
     write_secret(layout.rotated_command_key(signer.key_id), pem, overwrite=False)
     return signer
+
+
+def policy_signer(layout: CertLayout) -> SigningKey:
+    """The key that signs policy bundles; made on first use (a directory from before
+    policies existed has none), never replaced."""
+    if not layout.policy_key.exists():
+        ensure_directory(layout.signing_dir, SIGNING_DIR_MODE)
+        key = Ed25519PrivateKey.generate()
+        pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        with contextlib.suppress(FailedPrecondition):  # another process made it first
+            write_secret(layout.policy_key, pem, overwrite=False)
+    return load_signer(layout.policy_key, signing_pb2.KEY_PURPOSE_POLICY)
 
 
 def command_keys(layout: CertLayout) -> dict[str, SigningKey]:

@@ -30,6 +30,7 @@ from sentinel.envelope import SigningKey, TrustedKey, seal
 from sentinel.errors import ConfigError, FailedPrecondition, NotFound
 from sentinel.keyset import (
     COMMAND,
+    POLICY,
     ROOT,
     Keyset,
     open_keyset,
@@ -46,6 +47,7 @@ KEYSET_LIFETIME = timedelta(days=365)
 RESIGN_BEFORE = timedelta(days=30)
 _KEYSET_KEY = "keyset"
 _SIGNER_KEY = "command_signer"
+POLICY_PAYLOAD_TYPE = "application/yaml; sentinel policy bundle"
 COMMAND_PAYLOAD_TYPE = command_pb2.DESCRIPTOR.message_types_by_name["CommandPayload"].full_name
 
 
@@ -58,6 +60,7 @@ class KeyManager:
         root: SigningKey,
         keyset: Keyset,
         signer: SigningKey,
+        policy: SigningKey,
         clock: Callable[[], datetime],
     ) -> None:
         self._kv = kv
@@ -65,6 +68,7 @@ class KeyManager:
         self._root = root
         self.keyset = keyset
         self.signer = signer
+        self.policy_signer = policy
         self._clock = clock
         self._changed = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -75,11 +79,23 @@ class KeyManager:
     ) -> KeyManager:
         root = certs.load_signer(layout.root_key, ROOT)
         signers = certs.command_keys(layout)
+        policy = certs.policy_signer(layout)
+        policy_key = trusted(policy.private_key.public_key(), POLICY)
         stored = await _get(kv, _KEYSET_KEY)
         if stored is None:
             first = certs.load_signer(layout.command_key, COMMAND)
-            manager = cls(kv, layout, root=root, keyset=_placeholder(), signer=first, clock=clock)
-            await manager._publish([trusted(first.private_key.public_key(), COMMAND)], first)
+            manager = cls(
+                kv,
+                layout,
+                root=root,
+                keyset=_placeholder(),
+                signer=first,
+                policy=policy,
+                clock=clock,
+            )
+            await manager._publish(
+                [trusted(first.private_key.public_key(), COMMAND), policy_key], first
+            )
             return manager
         roots = {root.key_id: trusted(root.private_key.public_key(), ROOT)}
         keyset = open_keyset(stored, roots)
@@ -90,13 +106,27 @@ class KeyManager:
                 "does not hold it",
                 reason="SIGNING_KEY_MISSING",
             )
-        manager = cls(kv, layout, root=root, keyset=keyset, signer=signers[signer_id], clock=clock)
-        if keyset.expires_at - clock() < RESIGN_BEFORE:
+        manager = cls(
+            kv,
+            layout,
+            root=root,
+            keyset=keyset,
+            signer=signers[signer_id],
+            policy=policy,
+            clock=clock,
+        )
+        if policy_key.key_id not in keyset.keys:  # a keyset from before policies
+            await manager._publish([*keyset.keys.values(), policy_key], manager.signer)
+        elif keyset.expires_at - clock() < RESIGN_BEFORE:
             await manager._publish(list(keyset.keys.values()), manager.signer)
         return manager
 
     def sign_command(self, payload: bytes) -> bytes:
         return seal(payload, [self.signer], COMMAND_PAYLOAD_TYPE)
+
+    def sign_policy(self, source: bytes) -> bytes:
+        """A policy bundle: its exact YAML bytes, signed by the policy key."""
+        return seal(source, [self.policy_signer], POLICY_PAYLOAD_TYPE)
 
     def changed(self) -> asyncio.Event:
         """Set at the next keyset change (take a fresh one after each)."""

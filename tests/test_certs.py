@@ -61,6 +61,7 @@ def test_public_names_are_locked() -> None:
         "load_signing_key",
         "load_trust_domain",
         "new_command_key",
+        "policy_signer",
     ]
 
 
