@@ -310,8 +310,8 @@ async def test_keys_show_rotate_retire(cli: Cli, agent: Agent) -> None:
     shown = await cli("keys", "show", "-o", "json", user="viewer")
     assert shown.code == 0, shown.err
     before = shown.json()
-    (old,) = before["keys"]
-    assert old["purpose"] == "KEY_PURPOSE_COMMAND"
+    (old,) = [k for k in before["keys"] if k["purpose"] == "KEY_PURPOSE_COMMAND"]
+    (policy,) = [k for k in before["keys"] if k["purpose"] == "KEY_PURPOSE_POLICY"]
     assert before["command_signing_key_id"] == old["key_id"]
     version = int(before["version"])
 
@@ -330,7 +330,7 @@ async def test_keys_show_rotate_retire(cli: Cli, agent: Agent) -> None:
     assert new != old["key_id"]
     assert int(after["version"]) == version + 1
     assert rotated.out == f"signing with new command key {new} (keyset version {version + 1})\n"
-    assert {k["key_id"] for k in after["keys"]} == {old["key_id"], new}
+    assert {k["key_id"] for k in after["keys"]} == {old["key_id"], new, policy["key_id"]}
     await eventually(lambda: agent.trust.version == version + 1)
 
     # The agent verifies a command signed with the new key.
@@ -345,7 +345,7 @@ async def test_keys_show_rotate_retire(cli: Cli, agent: Agent) -> None:
     assert retired.out == f"retired key {old['key_id']} (keyset version {version + 2})\n"
     await eventually(lambda: agent.trust.version == version + 2)
     assert agent.trust.keyset is not None
-    assert set(agent.trust.keyset.keys) == {new}
+    assert set(agent.trust.keyset.keys) == {new, policy["key_id"]}
     table = await cli("keys", "show")
     assert node_row(table, new) == [new, "command", "yes"]
     assert old["key_id"] not in table.out
