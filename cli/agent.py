@@ -121,7 +121,8 @@ def add_command_arguments(group: argparse._ArgumentGroup) -> None:
         "--allow-action",
         action="append",
         metavar="ACTION",
-        help="an action this agent may run (repeatable; default: agent.ping only)",
+        help="restrict this node to these actions, on top of the fleet's policy (repeatable; "
+        "default: the policy alone decides)",
     )
     group.add_argument(
         "--allowed-skew",
@@ -165,8 +166,8 @@ def command_settings(args: argparse.Namespace) -> CommandSettings:
     from edge_agent.settings import CommandSettings
     from sentinel.actions import lookup
 
-    allowed = frozenset(args.allow_action or ["agent.ping"])
-    for name in sorted(allowed):
+    allowed = frozenset(args.allow_action) if args.allow_action else None
+    for name in sorted(allowed or ()):
         lookup(name)  # an unknown name is a typo: say so now, not at the first command
     skew = parse_duration(args.allowed_skew)
     if skew.total_seconds() < 0:

@@ -30,12 +30,15 @@ from edge_agent.collectors.host import HostCollector
 from edge_agent.collectors.pods import PodAttributor
 from edge_agent.collectors.pods import apply as apply_attributions
 from edge_agent.commands import CommandMetrics, CommandRunner
+from edge_agent.enforcement import Enforcement
 from edge_agent.identity import NodeCredentials, load_node_credentials
 from edge_agent.journal import CommandJournal
 from edge_agent.link import HubLink
 from edge_agent.metrics import AgentMetrics, AgentStatus
 from edge_agent.node_labels import LABELS_FILE, NodeLabels
 from edge_agent.nvml.loader import open_gpu_backend
+from edge_agent.policy_cache import PolicyCache
+from edge_agent.rate_history import RateHistory
 from edge_agent.settings import AgentSettings
 from edge_agent.spool import Spool
 from edge_agent.state import SequenceState
@@ -66,6 +69,8 @@ class CommandParts:
     journal: CommandJournal
     labels: NodeLabels
     power: PowerControl | None
+    policies: PolicyCache
+    history: RateHistory
 
     @classmethod
     async def open(cls, settings: AgentSettings, node_id: str, nvml: Any) -> CommandParts:
@@ -80,7 +85,9 @@ class CommandParts:
         base = {**await _kubernetes_labels(settings, node_id), **settings.labels}
         labels = NodeLabels(data_dir / LABELS_FILE, base)
         power = NvmlPowerControl(nvml) if nvml is not None else None
-        return cls(trust, clock, journal, labels, power)
+        policies = PolicyCache.open(data_dir, trust, clock.now())
+        history = RateHistory.open(data_dir, clock.now())
+        return cls(trust, clock, journal, labels, power, policies, history)
 
 
 async def _kubernetes_labels(settings: AgentSettings, node_id: str) -> dict[str, str]:
@@ -121,12 +128,15 @@ class Agent:
         self.started_at = timestamp_now()
         self.trust = commands.trust
         self.labels = commands.labels
+        self.commands_parts = commands
         self.link = HubLink(
             settings.link,
             credentials.tls,
             self.spool,
             self._hello,
             trust=commands.trust,
+            policies=commands.policies,
+            clock=commands.clock.now,
             nats_url_file=settings.data_dir / NATS_URL_FILE,
         )
         self.samples_taken = 0
@@ -143,6 +153,7 @@ class Agent:
             ),
             trust=commands.trust,
             journal=commands.journal,
+            enforcement=Enforcement(commands.policies, commands.history, commands.clock),
             context=ActionContext(
                 self.node_id, settings.commands.actions, commands.labels, commands.power
             ),
@@ -171,6 +182,7 @@ class Agent:
             undo.callback(spool.close)
             commands = await CommandParts.open(settings, credentials.node_id, nvml)
             undo.callback(commands.journal.close)
+            undo.callback(commands.history.close)
             # A batch spooled just before a crash keeps its seq: never issue it again.
             sequence.advance_past(spool.last_seq)
             agent = cls(
@@ -219,6 +231,7 @@ class Agent:
             agent_version=__version__,
             labels=self.labels.current(),
             keyset_version=self.trust.version,
+            policy_version=self.commands_parts.policies.version,
             host=self.host_inventory,
             gpus=self.gpu_inventory,
             heartbeat_interval=to_proto_duration(self.settings.link.heartbeat_interval),

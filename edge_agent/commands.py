@@ -33,6 +33,7 @@ from prometheus_client import CollectorRegistry, Counter
 from edge_agent.actions import executor_for
 from edge_agent.actions.base import ActionContext, Outcome
 from edge_agent.backoff import Backoff
+from edge_agent.enforcement import Enforcement
 from edge_agent.journal import CommandJournal
 from edge_agent.trust import TrustStore
 from edge_agent.verifier import VerifiedCommand, Verifier
@@ -90,6 +91,7 @@ class CommandRunner:
         verifier: Verifier,
         trust: TrustStore,
         journal: CommandJournal,
+        enforcement: Enforcement,
         context: ActionContext,
         metrics: CommandMetrics,
         nats_url: Callable[[], str],
@@ -98,6 +100,7 @@ class CommandRunner:
         self._verifier = verifier
         self._trust = trust
         self._journal = journal
+        self._enforcement = enforcement
         self._context = context
         self.metrics = metrics
         self._nats_url = nats_url
@@ -280,12 +283,15 @@ class CommandRunner:
                 f"{spec.name} changes one cluster object and must target one node, "
                 f"not selector {payload.selector!r}",
             )
-        if spec.name not in self._context.settings.allowed_actions:
+        allowed = self._context.settings.allowed_actions
+        if allowed is not None and spec.name not in allowed:
             raise CommandRefused(
                 Reason.POLICY_DENIED, f"{spec.name} is not in this agent's allowed actions"
             )
         executor = executor_for(spec.name)
         await self._in_thread(executor.check, params, self._context)
+        labels = self._context.labels.current()
+        await self._in_thread(self._enforcement.admit, payload, params, labels)
         return executor, params
 
     async def _execute(
@@ -359,6 +365,7 @@ class CommandRunner:
 
     def close(self) -> None:
         self._journal.close()
+        self._enforcement.close()
 
 
 async def _keep_in_progress(message: Msg) -> None:

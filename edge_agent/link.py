@@ -15,12 +15,13 @@ import contextlib
 import logging
 import random
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import grpc
 
 from edge_agent.backoff import Backoff
+from edge_agent.policy_cache import PolicyCache
 from edge_agent.settings import LinkSettings
 from edge_agent.spool import Spool
 from edge_agent.trust import TrustStore
@@ -55,6 +56,8 @@ class HubLink:
         hello: Callable[[], agent_pb2.AgentHello],
         *,
         trust: TrustStore,
+        policies: PolicyCache,
+        clock: Callable[[], datetime],
         nats_url_file: Path,
         rand: Callable[[], float] = random.random,
     ) -> None:
@@ -68,6 +71,8 @@ class HubLink:
         self.acks_received = 0
         self.gaps_sent = 0
         self._trust = trust
+        self._policies = policies
+        self._clock = clock
         self._nats_url_file = nats_url_file
         self.nats_url = _read_text(nats_url_file)
         self.last_error = ""
@@ -189,12 +194,20 @@ class HubLink:
                 self._spool.gap_acknowledged(response.gap_ack.from_seq, response.gap_ack.to_seq)
             elif kind == "keyset":
                 self._take_keyset(response.keyset.keyset.SerializeToString())
+            elif kind == "policy":
+                self._take_policy(response.policy.bundle.SerializeToString())
             else:
                 log.debug("ignoring %s from hub (not handled by this agent version)", kind)
 
     def _take_keyset(self, envelope: bytes) -> None:
         try:
-            self._trust.offer(envelope, datetime.now(UTC))
+            self._trust.offer(envelope, self._clock())
             self._trust.hub_version = max(self._trust.hub_version, self._trust.version)
         except SentinelError as exc:  # a keyset we must not trust changes nothing
             log.error("keyset from the hub refused (%s): %s", exc.reason, exc)
+
+    def _take_policy(self, envelope: bytes) -> None:
+        try:
+            self._policies.offer(envelope, self._clock())
+        except SentinelError as exc:  # the held bundle stays in force
+            log.error("policy bundle from the hub refused (%s): %s", exc.reason, exc)

@@ -20,6 +20,7 @@ from hub.errors import abort
 from hub.ingest import TelemetryIngest, validate_boot_id
 from hub.keys import KeyManager
 from hub.metrics import HubMetrics, gap_reason_label
+from hub.policy_store import PolicyStore
 from hub.registry import Registry
 from hub.settings import FleetSettings
 from sentinel.durations import to_proto_duration, to_timestamp
@@ -42,6 +43,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         clock: Callable[[], datetime],
         metrics: HubMetrics,
         keys: KeyManager,
+        policies: PolicyStore,
         on_hello: Callable[[str], Awaitable[None]],
     ) -> None:
         self._registry = registry
@@ -52,6 +54,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         self._now = clock
         self._metrics = metrics
         self._keys = keys
+        self._policies = policies
         self._on_hello = on_hello
         self._closing = asyncio.Event()
         self.open_streams = 0
@@ -96,16 +99,21 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                 )
             )
             sent_keyset = hello.keyset_version
+            sent_policy = hello.policy_version
             reader = _Reader(incoming)
             try:
                 while True:
                     # Take the event before comparing versions: a change after the compare
                     # sets this event, so no change is missed between two loops.
                     keyset_changed = self._keys.changed()
+                    policy_changed = self._policies.changed()
                     if sent_keyset != self._keys.keyset.version:
                         sent_keyset = self._keys.keyset.version
                         yield self._keyset_update()
-                    message = await reader.next(self._closing, keyset_changed)
+                    if sent_policy != self._policies.current.bundle.version:
+                        sent_policy = self._policies.current.bundle.version
+                        yield self._policy_update()
+                    message = await reader.next(self._closing, keyset_changed, policy_changed)
                     if message is _NOTHING_YET:
                         continue
                     if message is None:
@@ -124,6 +132,14 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         finally:
             self._metrics.agent_disconnected()
             await self._registry.disconnected(node_id, token, reason)
+
+    def _policy_update(self) -> agent_pb2.ConnectResponse:
+        current = self._policies.current
+        update = agent_pb2.PolicyUpdate(
+            version=current.bundle.version,
+            bundle=signing_pb2.SignedEnvelope.FromString(current.envelope),
+        )
+        return agent_pb2.ConnectResponse(policy=update)
 
     def _keyset_update(self) -> agent_pb2.ConnectResponse:
         envelope = signing_pb2.SignedEnvelope.FromString(self._keys.keyset.envelope)
@@ -247,15 +263,15 @@ class _Reader:
         self._pending: asyncio.Future[agent_pb2.ConnectRequest | None] | None = None
 
     async def next(
-        self, closing: asyncio.Event, keyset_changed: asyncio.Event
+        self, closing: asyncio.Event, *changes: asyncio.Event
     ) -> agent_pb2.ConnectRequest | None:
         """The next message; None when the agent closed the stream or the hub is closing;
-        `_NOTHING_YET` when the keyset changed first."""
+        `_NOTHING_YET` when one of `changes` (keyset, policy) was set first."""
         if closing.is_set():
             return None
         if self._pending is None:
             self._pending = asyncio.ensure_future(anext(self._incoming, None))
-        wakeups = [asyncio.ensure_future(e.wait()) for e in (closing, keyset_changed)]
+        wakeups = [asyncio.ensure_future(e.wait()) for e in (closing, *changes)]
         await asyncio.wait([self._pending, *wakeups], return_when=asyncio.FIRST_COMPLETED)  # type: ignore[type-var]
         for wakeup in wakeups:
             wakeup.cancel()

@@ -17,6 +17,7 @@ import grpc
 from prometheus_client import CollectorRegistry
 
 import certs
+import policy
 from hub.agent_service import AgentService
 from hub.command_issuer import CommandIssuer
 from hub.command_results import ResultReader
@@ -29,6 +30,9 @@ from hub.ingest import TelemetryIngest
 from hub.key_service import KeyService
 from hub.keys import KeyManager
 from hub.metrics import HubMetrics
+from hub.policy_gate import PolicyGate
+from hub.policy_service import PolicyService
+from hub.policy_store import PolicyStore
 from hub.registry import Registry
 from hub.server import Services, build_server, set_serving
 from hub.settings import HubSettings
@@ -65,6 +69,7 @@ class Hub:
         metrics_server: MetricsServer | None,
         commands: CommandStore,
         results: ResultReader,
+        policies: PolicyStore,
     ) -> None:
         self.settings = settings
         self.server = server
@@ -77,6 +82,7 @@ class Hub:
         self._agent_service = agent_service
         self._metrics_server = metrics_server
         self.commands = commands
+        self.policies = policies
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="hub-liveness-sweeper")
         self._results = asyncio.create_task(results.run(), name="hub-command-results")
 
@@ -126,6 +132,10 @@ class Hub:
             await registry.load()
             metrics.set_nodes_by_state(registry.count_by_state)
             keys = await KeyManager.open(state.keys, layout, clock)
+            policies = await PolicyStore.open(state.js, keys, clock)
+            # What this hub sent, for rate limits (in memory: a restarted hub starts
+            # empty; each agent keeps its own record for the node-scope limits).
+            sent = policy.SlidingWindowLog()
             commands = await CommandStore.open(state.js, COMMANDS_RETENTION)
             undo.push_async_callback(commands.close)
             issuer = CommandIssuer(
@@ -149,6 +159,7 @@ class Hub:
                 clock=clock,
                 metrics=metrics,
                 keys=keys,
+                policies=policies,
                 on_hello=functools.partial(issuer.ensure_consumer, known_ok=False),
             )
             server, health = build_server(
@@ -157,8 +168,17 @@ class Hub:
                 Services(
                     agent=agent,
                     fleet=FleetService(registry, state.nc),
-                    command=CommandService(registry, commands, issuer, metrics, clock),
+                    command=CommandService(
+                        registry,
+                        commands,
+                        issuer,
+                        metrics,
+                        clock,
+                        gate=PolicyGate(policies, registry, sent, clock),
+                        events=events,
+                    ),
                     keys=KeyService(keys),
+                    policy=PolicyService(policies, registry, sent, events, clock),
                 ),
             )
             try:
@@ -185,6 +205,7 @@ class Hub:
                 metrics_server=metrics_server,
                 commands=commands,
                 results=ResultReader(state.js, commands, events, metrics, clock),
+                policies=policies,
             )
             undo.pop_all()
         log.info("hub %s serving on %s (NATS %s)", settings.hub_id, hub.address, nats_url)

@@ -53,7 +53,7 @@ METHOD_RULES: dict[str, Access] = {
     f"{_V1}CommandService/GetCommand": Access.VIEWER,
     f"{_V1}CommandService/ListCommands": Access.VIEWER,
     f"{_V1}CommandService/WatchCommand": Access.VIEWER,
-    f"{_V1}CommandService/ApproveCommand": Access.OPERATOR,
+    f"{_V1}CommandService/ApproveCommand": Access.ADMIN,
     f"{_V1}KeyService/GetKeyset": Access.VIEWER,
     f"{_V1}KeyService/RotateCommandKey": Access.ADMIN,
     f"{_V1}KeyService/RetireKey": Access.ADMIN,

@@ -53,6 +53,10 @@ class IssueOrder:
     nodes: list[str]
     issuer: str
     ttl: timedelta
+    policy_version: int = 0
+    # Policy wants a human: store the command, publish nothing until it is approved.
+    awaiting_approval: bool = False
+    break_glass: command_pb2.BreakGlass | None = None
 
 
 class CommandIssuer:
@@ -81,8 +85,21 @@ class CommandIssuer:
             if first is not None:
                 return await self._resume(first, order)
         await self._store.put_command(command)
-        await self._publish_all(command)
+        if not order.awaiting_approval:
+            await self._publish_all(command)
         return self._store.get(command.command_id) or command
+
+    async def approve(self, command_id: str, approval: command_pb2.Approval) -> command_pb2.Command:
+        """Record the approval and send the command (the caller judged it again)."""
+        command = self._store.spec(command_id)
+        if command is None:
+            raise FailedPrecondition(f"no command {command_id!r}", reason="COMMAND_NOT_FOUND")
+        command.approvals.append(approval)
+        for node in command.nodes:
+            node.state = command_pb2.COMMAND_STATE_PENDING
+        await self._store.put_command(command)
+        await self._publish_all(command)
+        return self._store.get(command_id) or command
 
     async def ensure_consumer(self, node_id: str, *, known_ok: bool = True) -> None:
         """The node's durable consumer: every command for it, kept while it is away.
@@ -118,10 +135,17 @@ class CommandIssuer:
             issued_at=to_timestamp(now),
             not_after=to_timestamp(now + order.ttl),
             idempotency_key=request.idempotency_key,
-            state=command_pb2.COMMAND_STATE_PENDING,
+            policy_version=order.policy_version,
         )
+        if order.break_glass is not None:
+            command.break_glass.CopyFrom(order.break_glass)
+        state = command_pb2.COMMAND_STATE_PENDING
+        if order.awaiting_approval:
+            state = command_pb2.COMMAND_STATE_AWAITING_APPROVAL
+            command.required_approvals = 1
+        command.state = state
         for node_id in order.nodes:
-            command.nodes.add(node_id=node_id, state=command_pb2.COMMAND_STATE_PENDING)
+            command.nodes.add(node_id=node_id, state=state)
         return command
 
     async def _claim(self, order: IssueOrder, command_id: str) -> str | None:
@@ -154,7 +178,7 @@ class CommandIssuer:
                 f"command ({command_id})",
                 reason="IDEMPOTENCY_KEY_REUSED",
             )
-        if not first.published:
+        if not first.published and len(first.approvals) >= first.required_approvals:
             await self._publish_all(first)
         return self._store.get(command_id) or first
 
@@ -213,7 +237,10 @@ def _payload(command: command_pb2.Command, node_id: str) -> bytes:
         mode=command.mode,
         policy_version=command.policy_version,
         selector=command.target.label_selector,
+        approvals=command.approvals,
     )
+    if command.HasField("break_glass"):
+        payload.break_glass.CopyFrom(command.break_glass)
     return payload.SerializeToString(deterministic=True)
 
 

@@ -11,25 +11,38 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 
 import grpc
 
+import policy
 from hub.auth import current_identity
 from hub.command_issuer import CommandIssuer, IssueOrder
 from hub.command_store import CommandStore
+from hub.events import EventPublisher
 from hub.metrics import HubMetrics
+from hub.policy_gate import PolicyGate
 from hub.registry import Registry
 from hub.state import store_unavailable
 from sentinel import actions
-from sentinel.durations import from_proto_duration
-from sentinel.errors import FailedPrecondition, InvalidArgument, NotFound
-from sentinel.identity import validate_node_id
+from sentinel.durations import (
+    format_time,
+    from_proto_duration,
+    from_timestamp,
+    to_timestamp,
+)
+from sentinel.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from sentinel.identity import Role, validate_node_id
 from sentinel.selectors import parse_selector
 from sentinel.v1 import command_pb2, command_pb2_grpc
 
+log = logging.getLogger(__name__)
+
 DEFAULT_TTL = timedelta(minutes=10)
+BREAK_GLASS_TTL = timedelta(minutes=15)
+MAX_BREAK_GLASS_TTL = timedelta(hours=1)
 MAX_TTL = timedelta(days=7)
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
@@ -43,10 +56,15 @@ class CommandService(command_pb2_grpc.CommandServiceServicer):
         issuer: CommandIssuer,
         metrics: HubMetrics,
         clock: Callable[[], datetime],
+        *,
+        gate: PolicyGate,
+        events: EventPublisher,
     ) -> None:
         self._registry = registry
         self._store = store
         self._issuer = issuer
+        self._gate = gate
+        self._events = events
         self._metrics = metrics
         self._clock = clock
 
@@ -54,24 +72,120 @@ class CommandService(command_pb2_grpc.CommandServiceServicer):
         self, request: command_pb2.IssueCommandRequest, context: grpc.aio.ServicerContext
     ) -> command_pb2.IssueCommandResponse:
         spec = actions.lookup(request.action)
-        actions.validate_parameters(spec, request.parameters)
         if request.mode not in (
             command_pb2.COMMAND_MODE_UNSPECIFIED,
             command_pb2.COMMAND_MODE_EXECUTE,
             command_pb2.COMMAND_MODE_SHADOW,
         ):
             raise InvalidArgument(f"unknown mode {request.mode}", reason="BAD_MODE")
+        params = actions.validate_parameters(spec, request.parameters)
+        nodes = self._resolve(spec, request.target)
+        identity = current_identity()
+        break_glass = self._break_glass(request) if request.HasField("break_glass") else None
+        judgement = self._gate.judge(
+            spec.name,
+            params,
+            nodes,
+            shadow=request.mode == command_pb2.COMMAND_MODE_SHADOW,
+            break_glass=break_glass is not None,
+        )
+        awaiting = judgement.verdict is policy.Verdict.NEEDS_APPROVAL
         order = IssueOrder(
             spec=spec,
             request=request,
-            nodes=self._resolve(spec, request.target),
-            issuer=str(current_identity()),
+            nodes=nodes,
+            issuer=str(identity),
             ttl=_ttl(request),
+            policy_version=judgement.policy_version,
+            awaiting_approval=awaiting,
+            break_glass=break_glass,
         )
         with store_unavailable("issuing a command"):
             command = await self._issuer.issue(order)
+        if not awaiting:
+            self._gate.record(judgement)
+        if break_glass is not None:
+            await self._announce_break_glass(command, break_glass)
         self._metrics.commands_issued(spec.name, len(command.nodes))
         return command_pb2.IssueCommandResponse(command=command)
+
+    async def ApproveCommand(
+        self, request: command_pb2.ApproveCommandRequest, context: grpc.aio.ServicerContext
+    ) -> command_pb2.ApproveCommandResponse:
+        command = self._get(request.command_id)
+        if command.state != command_pb2.COMMAND_STATE_AWAITING_APPROVAL:
+            raise FailedPrecondition(
+                f"command {command.command_id} is not awaiting approval",
+                reason="NOT_AWAITING_APPROVAL",
+            )
+        approver = str(current_identity())
+        if approver == command.issuer:
+            raise FailedPrecondition(
+                "a command needs another person's approval than its issuer's",
+                reason="SELF_APPROVAL",
+            )
+        spec = actions.lookup(command.action)
+        judgement = self._gate.judge(
+            spec.name,
+            actions.validate_parameters(spec, command.parameters),
+            [n.node_id for n in command.nodes],
+            shadow=command.mode == command_pb2.COMMAND_MODE_SHADOW,
+            break_glass=command.HasField("break_glass"),
+            approved=True,
+        )
+        approval = command_pb2.Approval(
+            approver=approver, approved_at=to_timestamp(self._clock()), comment=request.comment
+        )
+        with store_unavailable("approving a command"):
+            approved = await self._issuer.approve(command.command_id, approval)
+        self._gate.record(judgement)
+        return command_pb2.ApproveCommandResponse(command=approved)
+
+    def _break_glass(self, request: command_pb2.IssueCommandRequest) -> command_pb2.BreakGlass:
+        identity = current_identity()
+        if identity.role is not Role.ADMIN:
+            raise PermissionDenied(
+                "only an admin may break the glass", reason="BREAK_GLASS_ADMIN_ONLY"
+            )
+        reason = request.break_glass.reason.strip()
+        if not reason:
+            raise InvalidArgument("break-glass needs a reason", reason="BREAK_GLASS_REASON")
+        ttl = (
+            from_proto_duration(request.break_glass.ttl)
+            if request.break_glass.HasField("ttl")
+            else BREAK_GLASS_TTL
+        )
+        if not timedelta(0) < ttl <= MAX_BREAK_GLASS_TTL:
+            raise InvalidArgument(
+                "a break-glass override lasts at most an hour", reason="BREAK_GLASS_TTL"
+            )
+        return command_pb2.BreakGlass(
+            admin=str(identity), reason=reason, expires_at=to_timestamp(self._clock() + ttl)
+        )
+
+    async def _announce_break_glass(
+        self, command: command_pb2.Command, glass: command_pb2.BreakGlass
+    ) -> None:
+        log.warning(
+            "BREAK-GLASS by %s for command %s (%s): %s",
+            glass.admin,
+            command.command_id,
+            command.action,
+            glass.reason,
+        )
+        for node in command.nodes:
+            await self._events.publish(
+                "policy",
+                "break_glass",
+                node.node_id,
+                {
+                    "command_id": command.command_id,
+                    "action": command.action,
+                    "admin": glass.admin,
+                    "reason": glass.reason,
+                    "expires_at": format_time(from_timestamp(glass.expires_at)),
+                },
+            )
 
     async def GetCommand(
         self, request: command_pb2.GetCommandRequest, context: grpc.aio.ServicerContext

@@ -10,6 +10,7 @@ from typing import NoReturn
 
 import grpc
 from google.protobuf import any_pb2
+from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -34,13 +35,32 @@ def status_code_for(exc: errors.SentinelError) -> grpc.StatusCode:
 
 
 def rich_status(
-    code: grpc.StatusCode, message: str, reason: str, metadata: dict[str, str] | None = None
+    code: grpc.StatusCode,
+    message: str,
+    reason: str,
+    metadata: dict[str, str] | None = None,
+    violations: tuple[errors.Violation, ...] = (),
 ) -> grpc.Status:
     info = error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN, metadata=metadata or {})
-    detail = any_pb2.Any()
-    detail.Pack(info)
-    status = status_pb2.Status(code=getattr(code_pb2, code.name), message=message, details=[detail])
+    details = [_packed(info)]
+    if violations:
+        failure = error_details_pb2.PreconditionFailure(
+            violations=[
+                error_details_pb2.PreconditionFailure.Violation(
+                    type=v.kind, subject=v.subject, description=v.description
+                )
+                for v in violations
+            ]
+        )
+        details.append(_packed(failure))
+    status = status_pb2.Status(code=getattr(code_pb2, code.name), message=message, details=details)
     return rpc_status.to_status(status)
+
+
+def _packed(message: Message) -> any_pb2.Any:
+    detail = any_pb2.Any()
+    detail.Pack(message)
+    return detail
 
 
 async def abort(
@@ -55,6 +75,7 @@ async def abort(
 async def abort_with_error(
     context: grpc.aio.ServicerContext, exc: errors.SentinelError
 ) -> NoReturn:
-    status = rich_status(status_code_for(exc), exc.message, exc.reason, exc.details)
+    violations = exc.violations if isinstance(exc, errors.FailedPrecondition) else ()
+    status = rich_status(status_code_for(exc), exc.message, exc.reason, exc.details, violations)
     await context.abort(status.code, status.details, status.trailing_metadata)
     raise AssertionError("unreachable: abort raises")

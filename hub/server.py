@@ -23,6 +23,7 @@ from sentinel.v1 import (
     keys_pb2,
     keys_pb2_grpc,
     policy_pb2,
+    policy_pb2_grpc,
     rollout_pb2,
 )
 
@@ -66,6 +67,7 @@ class Services:
     fleet: fleet_pb2_grpc.FleetServiceServicer
     command: command_pb2_grpc.CommandServiceServicer
     keys: keys_pb2_grpc.KeyServiceServicer
+    policy: policy_pb2_grpc.PolicyServiceServicer
 
 
 def build_server(
@@ -80,11 +82,13 @@ def build_server(
     fleet_pb2_grpc.add_FleetServiceServicer_to_server(services.fleet, server)
     command_pb2_grpc.add_CommandServiceServicer_to_server(services.command, server)
     keys_pb2_grpc.add_KeyServiceServicer_to_server(services.keys, server)
+    policy_pb2_grpc.add_PolicyServiceServicer_to_server(services.policy, server)
     implemented = {
         "sentinel.v1.AgentService",
         "sentinel.v1.FleetService",
         "sentinel.v1.CommandService",
         "sentinel.v1.KeyService",
+        "sentinel.v1.PolicyService",
     }
     server.add_generic_rpc_handlers(
         [unimplemented_service(s) for s in V1_SERVICES if s.full_name not in implemented]

@@ -124,6 +124,15 @@ CATALOGUE: Mapping[str, ActionSpec] = {
 }
 
 
+def target_of(action: str, params: Mapping[str, ParamValue]) -> str:
+    """The cluster object a Kubernetes action changes, e.g. `deployment/ml/trainer`; ""
+    for an action on the node itself (per-target rate limits key on this)."""
+    parts = action.split(".")
+    if len(parts) < 2 or parts[0] != "k8s" or parts[1] not in ("deployment", "pod"):
+        return ""
+    return f"{parts[1]}/{params.get('namespace', '')}/{params.get('name', '')}"
+
+
 def lookup(action: str) -> ActionSpec:
     """The action's spec, or InvalidArgument(UNKNOWN_ACTION)."""
     spec = CATALOGUE.get(action)

@@ -15,6 +15,7 @@ them as one line. `reason` strings are part of the API: never rename one.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -53,6 +54,27 @@ class PermissionDenied(SentinelError):
 class FailedPrecondition(SentinelError):
     reason = "FAILED_PRECONDITION"
 
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str | None = None,
+        violations: tuple[Violation, ...] = (),
+        **details: Any,
+    ) -> None:
+        super().__init__(message, reason=reason, **details)
+        self.violations = violations
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """One broken precondition (google.rpc.PreconditionFailure.Violation), e.g. a policy
+    rule: `kind` the rule kind, `subject` the rule and node, `description` in plain words."""
+
+    kind: str
+    subject: str
+    description: str
+
 
 class ConfigError(SentinelError):
     reason = "CONFIG_ERROR"
@@ -71,4 +93,5 @@ __all__ = [
     "PermissionDenied",
     "SentinelError",
     "Unavailable",
+    "Violation",
 ]

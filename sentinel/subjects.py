@@ -17,6 +17,7 @@ COMMANDS_BUCKET = "sentinel_commands"
 COMMAND_STATUS_BUCKET = "sentinel_command_status"
 IDEMPOTENCY_BUCKET = "sentinel_command_keys"
 KEYS_BUCKET = "sentinel_keys"
+POLICIES_BUCKET = "sentinel_policies"
 RESULTS_CONSUMER = "hub-results"
 
 TELEMETRY_ALL = "sentinel.telemetry.*"

@@ -27,10 +27,20 @@ from sentinel.durations import to_timestamp
 from sentinel.envelope import SigningKey, seal
 from sentinel.keyset import COMMAND
 from sentinel.v1 import command_pb2
-from tests.conftest import WAIT_S, Pki, within
+from tests.conftest import WAIT_S, Pki, eventually, within
 from tests.test_observe_path import agent_settings
 
 UNIT = "trainer.service"
+# Lets every action run: these tests are about the command path, not about policy.
+OPEN_POLICY = b"""\
+version: 2
+expires_at: 2100-01-01T00:00:00Z
+allow:
+  actions: ["*"]
+  shadow: true
+safe_actions: [agent.ping]
+rules: []
+"""
 PAYLOAD_TYPE = "sentinel.v1.CommandPayload"
 
 
@@ -71,9 +81,19 @@ def quiet_agent_settings(
     )
 
 
-async def started(settings: AgentSettings) -> Agent:
+async def open_policy(hub: Hub) -> None:
+    """Put OPEN_POLICY on the hub unless a policy of that version is there already."""
+    if hub.policies.current.bundle.version < 2:
+        await hub.policies.put(OPEN_POLICY, "test")
+
+
+async def started(settings: AgentSettings, hub: Hub) -> Agent:
+    """An agent that receives commands under OPEN_POLICY (unless the test put another)."""
+    await open_policy(hub)
     agent = await Agent.start(settings)
     await within(agent.commands.consuming.wait())
+    version = hub.policies.current.bundle.version
+    await eventually(lambda: agent.commands_parts.policies.version == version)
     return agent
 
 

@@ -28,6 +28,7 @@ from edge_agent.app import Agent
 from hub.app import Hub
 from sentinel.tls import TlsFiles
 from sentinel.v1 import command_pb2
+from tests.command_helpers import open_policy
 from tests.conftest import WAIT_S, Pki, eventually, within
 from tests.test_clients import BIN, run
 from tests.test_observe_path import agent_settings, open_stream
@@ -213,7 +214,10 @@ async def test_ttl_and_idempotency_key(cli: Cli, agent: Agent) -> None:
     assert len(listed["commands"]) == 1
 
 
-async def test_refusal_exits_1_with_a_summary(cli: Cli, agent: Agent) -> None:
+async def test_refusal_exits_1_with_a_summary(cli: Cli, agent: Agent, hub: Hub) -> None:
+    # The fleet's policy allows it; this node's own allow-list does not.
+    await open_policy(hub)
+    await eventually(lambda: agent.commands_parts.policies.version == 2)
     issued = await cli(
         "cmd",
         "issue",

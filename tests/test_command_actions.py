@@ -42,7 +42,7 @@ async def actor(pki: Pki, hub: Hub, kube: KubeStandIn, tmp_path: Path) -> AsyncI
         kubeconfig=kube.write_kubeconfig(tmp_path / "kubeconfig"),
         cluster_actor=True,
     )
-    agent = await started(replace(settings, commands=CommandSettings(actions=actions)))
+    agent = await started(replace(settings, commands=CommandSettings(actions=actions)), hub)
     yield agent
     await agent.stop()
 

@@ -29,6 +29,7 @@ from tests.command_helpers import (
     calls,
     command_signer,
     event_log,
+    open_policy,
     payload,
     publish,
     quiet_agent_settings,
@@ -56,15 +57,24 @@ class AgentProcess:
             "--systemd-unit", UNIT,
         ]  # fmt: skip
         self.process: asyncio.subprocess.Process | None = None
+        self.hub = hub
+        self.policy_file = data_dir / "policy.bin"
 
     async def start(self) -> None:
+        await open_policy(self.hub)
         self.process = await asyncio.create_subprocess_exec(
             *self.argv, stderr=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL
         )
         assert self.process.stderr is not None
-        async with asyncio.timeout(30):
-            while b"receiving commands" not in await self.process.stderr.readline():
-                pass
+        try:
+            async with asyncio.timeout(30):
+                while b"receiving commands" not in (line := await self.process.stderr.readline()):
+                    if not line:
+                        raise AssertionError("the agent exited before it received commands")
+            await eventually(self.policy_file.exists)  # it holds the hub's policy
+        except BaseException:
+            await self.kill()  # never leave an agent behind a failed test
+            raise
         asyncio.get_running_loop().create_task(self.process.stderr.read())  # keep draining
 
     async def kill(self) -> None:
@@ -74,9 +84,15 @@ class AgentProcess:
         await self.process.wait()
 
     async def stop(self) -> None:
+        """SIGTERM, and the agent must be gone within 15 s (its drain is bounded)."""
         if self.process is not None and self.process.returncode is None:
             self.process.terminate()
-            await self.process.wait()
+            try:
+                async with asyncio.timeout(15):
+                    await self.process.wait()
+            except TimeoutError:
+                await self.kill()
+                raise AssertionError("the agent did not stop within 15 s of SIGTERM") from None
 
 
 @pytest.fixture
@@ -113,7 +129,7 @@ async def test_one_command_by_selector_runs_exactly_once_on_each_of_20_agents(
             settings = quiet_agent_settings(
                 pki, hub, tmp_path / node_id, node_id, script, pool="fan"
             )
-            agents.append(await started(settings))
+            agents.append(await started(settings, hub))
         command = await issue(operator, **ping(label_selector="pool=fan"))
         assert len(command.nodes) == FANOUT
         done = await finished(operator, command.command_id)
@@ -142,13 +158,13 @@ async def test_an_agent_away_at_issue_time_runs_the_unexpired_and_refuses_the_ex
 ) -> None:
     script, record = recording_systemctl(tmp_path)
     settings = quiet_agent_settings(pki, hub, tmp_path / "agent", "node-b", script)
-    agent = await started(settings)
+    agent = await started(settings, hub)
     await agent.stop()  # known to the fleet, now away
     short = await issue(operator, **restart("node-b", ttl=to_proto_duration(timedelta(seconds=1))))
     kept = await issue(operator, **restart("node-b"))
     not_after = from_timestamp(short.not_after)
     await eventually(lambda: datetime.now(UTC) > not_after, timeout_s=5)
-    agent = await started(settings)
+    agent = await started(settings, hub)
     try:
         expired = await finished(operator, short.command_id)
         assert (expired.nodes[0].state, expired.nodes[0].reason) == (
@@ -222,7 +238,7 @@ async def test_rotated_key_signs_after_agents_trust_it_and_a_retired_key_stops_v
     events: EventLog,
 ) -> None:
     script, record = recording_systemctl(tmp_path)
-    agent = await started(quiet_agent_settings(pki, hub, tmp_path / "agent", "node-a", script))
+    agent = await started(quiet_agent_settings(pki, hub, tmp_path / "agent", "node-a", script), hub)
     old_signer = command_signer(pki)
     try:
         assert agent.trust.version == 1
@@ -261,7 +277,7 @@ async def test_commands_and_their_results_survive_a_hub_restart(pki: Pki, tmp_pa
     settings = hub_settings(pki, tmp_path / "hub")
     script, _ = recording_systemctl(tmp_path)
     hub = await Hub.start(settings)
-    agent = await started(quiet_agent_settings(pki, hub, tmp_path / "agent", "node-a", script))
+    agent = await started(quiet_agent_settings(pki, hub, tmp_path / "agent", "node-a", script), hub)
     try:
         async with secure_aio_channel(hub.address, pki.user("operator")) as channel:
             stub = command_pb2_grpc.CommandServiceStub(channel)
@@ -289,7 +305,7 @@ async def test_redelivered_commands_are_reported_again_never_run_again(
     after executing, a consumer reset): the same message gets its recorded result."""
     script, record = recording_systemctl(tmp_path)
     settings = quiet_agent_settings(pki, hub, tmp_path / "agent", "node-a", script)
-    agent = await started(settings)
+    agent = await started(settings, hub)
     command = await issue(operator, **restart("node-a"))
     await finished(operator, command.command_id)
     await agent.stop()
@@ -297,7 +313,7 @@ async def test_redelivered_commands_are_reported_again_never_run_again(
     nc, _ = await event_log(hub.nats_url)
     await nc.jetstream().delete_consumer("SENTINEL_COMMANDS", "agent-node-a")
     await nc.close()
-    agent = await started(settings)  # its hello makes the hub create the consumer again
+    agent = await started(settings, hub)  # its hello makes the hub create the consumer again
     try:
         await eventually(lambda: agent.commands.handled >= 1)
         assert calls(record) == [f"restart -- {UNIT}"]
@@ -319,7 +335,9 @@ async def test_issue_while_nats_is_down_is_unavailable_with_a_reason(
     hub = await Hub.start(hub_settings(pki, tmp_path / "hub", store_timeout_s=1.0))
     try:
         script, _ = recording_systemctl(tmp_path)
-        agent = await started(quiet_agent_settings(pki, hub, tmp_path / "agent", "node-a", script))
+        agent = await started(
+            quiet_agent_settings(pki, hub, tmp_path / "agent", "node-a", script), hub
+        )
         await agent.stop()
         assert hub._embedded is not None
         hub._embedded.process.kill()

@@ -59,7 +59,7 @@ class Bench:
 async def bench(pki: Pki, hub: Hub, tmp_path: Path) -> AsyncIterator[Bench]:
     script, record = recording_systemctl(tmp_path)
     agent = await started(
-        quiet_agent_settings(pki, hub, tmp_path / "agent", "node-a", script, role="gpu")
+        quiet_agent_settings(pki, hub, tmp_path / "agent", "node-a", script, role="gpu"), hub
     )
     nc, events = await event_log(hub.nats_url)
     async with secure_aio_channel(hub.address, pki.user("operator")) as channel:
@@ -233,7 +233,9 @@ async def test_envelope_republished_on_another_nodes_subject_is_refused(
 ) -> None:
     (tmp_path / "b").mkdir()
     script_b, record_b = recording_systemctl(tmp_path / "b")
-    other = await started(quiet_agent_settings(pki, hub, tmp_path / "agent-b", "node-b", script_b))
+    other = await started(
+        quiet_agent_settings(pki, hub, tmp_path / "agent-b", "node-b", script_b), hub
+    )
     try:
         command = await issue(bench.stub, **restart())
         await finished(bench.stub, command.command_id)

@@ -85,6 +85,7 @@ async def test_batch_for_another_node_on_own_stream_is_denied(
     )
     assert (await call.read()).WhichOneof("message") == "hello_reply"
     assert (await call.read()).WhichOneof("message") == "keyset"
+    assert (await call.read()).WhichOneof("message") == "policy"
     await call.write(
         agent_pb2.ConnectRequest(batch={"node_id": "node-b", "boot_id": "b00t", "seq": 1})
     )

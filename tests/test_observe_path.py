@@ -82,10 +82,11 @@ async def open_stream(
     )
     reply = await within(call.read())
     assert isinstance(reply, agent_pb2.ConnectResponse)
-    # An agent that holds no keyset is sent the hub's at once.
-    keyset = await within(call.read())
-    assert isinstance(keyset, agent_pb2.ConnectResponse)
-    assert keyset.WhichOneof("message") == "keyset"
+    # An agent that holds no keyset and no policy is sent the hub's at once.
+    for kind in ("keyset", "policy"):
+        update = await within(call.read())
+        assert isinstance(update, agent_pb2.ConnectResponse)
+        assert update.WhichOneof("message") == kind
     return call, reply.hello_reply
 
 

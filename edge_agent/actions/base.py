@@ -32,8 +32,9 @@ Params = Mapping[str, ParamValue]
 class ActionSettings:
     """What this node may do, from the agent's configuration."""
 
-    # Until the policy engine lands, the actions this agent allows at all.
-    allowed_actions: frozenset[str] = frozenset({"agent.ping"})
+    # A local allow-list on top of the policy (None: the policy alone decides), for a
+    # node owner who wants to restrict this node further than the fleet's policy does.
+    allowed_actions: frozenset[str] | None = None
     # node.systemd.restart: the binary (an argument list is built, never a shell line)
     # and the units it may restart.
     systemctl_path: str = "systemctl"

@@ -64,7 +64,7 @@ class CommandTarget(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., label_selector: _Optional[str] = ...) -> None: ...
 
 class Command(_message.Message):
-    __slots__ = ("command_id", "target", "action", "parameters", "mode", "issuer", "issued_at", "not_after", "idempotency_key", "policy_version", "state", "nodes", "approvals", "required_approvals", "published")
+    __slots__ = ("command_id", "target", "action", "parameters", "mode", "issuer", "issued_at", "not_after", "idempotency_key", "policy_version", "state", "nodes", "approvals", "required_approvals", "break_glass", "published")
     class ParametersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -86,6 +86,7 @@ class Command(_message.Message):
     NODES_FIELD_NUMBER: _ClassVar[int]
     APPROVALS_FIELD_NUMBER: _ClassVar[int]
     REQUIRED_APPROVALS_FIELD_NUMBER: _ClassVar[int]
+    BREAK_GLASS_FIELD_NUMBER: _ClassVar[int]
     PUBLISHED_FIELD_NUMBER: _ClassVar[int]
     command_id: str
     target: CommandTarget
@@ -101,8 +102,9 @@ class Command(_message.Message):
     nodes: _containers.RepeatedCompositeFieldContainer[NodeCommandStatus]
     approvals: _containers.RepeatedCompositeFieldContainer[Approval]
     required_approvals: int
+    break_glass: BreakGlass
     published: bool
-    def __init__(self, command_id: _Optional[str] = ..., target: _Optional[_Union[CommandTarget, _Mapping]] = ..., action: _Optional[str] = ..., parameters: _Optional[_Mapping[str, ParameterValue]] = ..., mode: _Optional[_Union[CommandMode, str]] = ..., issuer: _Optional[str] = ..., issued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., not_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., policy_version: _Optional[int] = ..., state: _Optional[_Union[CommandState, str]] = ..., nodes: _Optional[_Iterable[_Union[NodeCommandStatus, _Mapping]]] = ..., approvals: _Optional[_Iterable[_Union[Approval, _Mapping]]] = ..., required_approvals: _Optional[int] = ..., published: _Optional[bool] = ...) -> None: ...
+    def __init__(self, command_id: _Optional[str] = ..., target: _Optional[_Union[CommandTarget, _Mapping]] = ..., action: _Optional[str] = ..., parameters: _Optional[_Mapping[str, ParameterValue]] = ..., mode: _Optional[_Union[CommandMode, str]] = ..., issuer: _Optional[str] = ..., issued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., not_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., policy_version: _Optional[int] = ..., state: _Optional[_Union[CommandState, str]] = ..., nodes: _Optional[_Iterable[_Union[NodeCommandStatus, _Mapping]]] = ..., approvals: _Optional[_Iterable[_Union[Approval, _Mapping]]] = ..., required_approvals: _Optional[int] = ..., break_glass: _Optional[_Union[BreakGlass, _Mapping]] = ..., published: _Optional[bool] = ...) -> None: ...
 
 class NodeCommandStatus(_message.Message):
     __slots__ = ("node_id", "state", "reason", "message", "updated_at", "plan")
@@ -145,7 +147,7 @@ class Approval(_message.Message):
     def __init__(self, approver: _Optional[str] = ..., approved_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., comment: _Optional[str] = ...) -> None: ...
 
 class CommandPayload(_message.Message):
-    __slots__ = ("command_id", "issuer", "issued_at", "not_after", "audience", "action", "parameters", "mode", "policy_version", "rollout_id", "selector")
+    __slots__ = ("command_id", "issuer", "issued_at", "not_after", "audience", "action", "parameters", "mode", "policy_version", "rollout_id", "selector", "approvals", "break_glass")
     class ParametersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -164,6 +166,8 @@ class CommandPayload(_message.Message):
     POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
     ROLLOUT_ID_FIELD_NUMBER: _ClassVar[int]
     SELECTOR_FIELD_NUMBER: _ClassVar[int]
+    APPROVALS_FIELD_NUMBER: _ClassVar[int]
+    BREAK_GLASS_FIELD_NUMBER: _ClassVar[int]
     command_id: str
     issuer: str
     issued_at: _timestamp_pb2.Timestamp
@@ -175,7 +179,19 @@ class CommandPayload(_message.Message):
     policy_version: int
     rollout_id: str
     selector: str
-    def __init__(self, command_id: _Optional[str] = ..., issuer: _Optional[str] = ..., issued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., not_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., audience: _Optional[str] = ..., action: _Optional[str] = ..., parameters: _Optional[_Mapping[str, ParameterValue]] = ..., mode: _Optional[_Union[CommandMode, str]] = ..., policy_version: _Optional[int] = ..., rollout_id: _Optional[str] = ..., selector: _Optional[str] = ...) -> None: ...
+    approvals: _containers.RepeatedCompositeFieldContainer[Approval]
+    break_glass: BreakGlass
+    def __init__(self, command_id: _Optional[str] = ..., issuer: _Optional[str] = ..., issued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., not_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., audience: _Optional[str] = ..., action: _Optional[str] = ..., parameters: _Optional[_Mapping[str, ParameterValue]] = ..., mode: _Optional[_Union[CommandMode, str]] = ..., policy_version: _Optional[int] = ..., rollout_id: _Optional[str] = ..., selector: _Optional[str] = ..., approvals: _Optional[_Iterable[_Union[Approval, _Mapping]]] = ..., break_glass: _Optional[_Union[BreakGlass, _Mapping]] = ...) -> None: ...
+
+class BreakGlass(_message.Message):
+    __slots__ = ("admin", "reason", "expires_at")
+    ADMIN_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    admin: str
+    reason: str
+    expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, admin: _Optional[str] = ..., reason: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class CommandResult(_message.Message):
     __slots__ = ("command_id", "node_id", "state", "reason", "message", "changes", "finished_at", "stream_seq", "claimed_command_id")
@@ -200,7 +216,7 @@ class CommandResult(_message.Message):
     def __init__(self, command_id: _Optional[str] = ..., node_id: _Optional[str] = ..., state: _Optional[_Union[CommandState, str]] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ..., changes: _Optional[_Iterable[_Union[PlannedChange, _Mapping]]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., stream_seq: _Optional[int] = ..., claimed_command_id: _Optional[str] = ...) -> None: ...
 
 class IssueCommandRequest(_message.Message):
-    __slots__ = ("target", "action", "parameters", "ttl", "mode", "idempotency_key")
+    __slots__ = ("target", "action", "parameters", "ttl", "mode", "idempotency_key", "break_glass")
     class ParametersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -214,13 +230,23 @@ class IssueCommandRequest(_message.Message):
     TTL_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    BREAK_GLASS_FIELD_NUMBER: _ClassVar[int]
     target: CommandTarget
     action: str
     parameters: _containers.MessageMap[str, ParameterValue]
     ttl: _duration_pb2.Duration
     mode: CommandMode
     idempotency_key: str
-    def __init__(self, target: _Optional[_Union[CommandTarget, _Mapping]] = ..., action: _Optional[str] = ..., parameters: _Optional[_Mapping[str, ParameterValue]] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., mode: _Optional[_Union[CommandMode, str]] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+    break_glass: BreakGlassRequest
+    def __init__(self, target: _Optional[_Union[CommandTarget, _Mapping]] = ..., action: _Optional[str] = ..., parameters: _Optional[_Mapping[str, ParameterValue]] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., mode: _Optional[_Union[CommandMode, str]] = ..., idempotency_key: _Optional[str] = ..., break_glass: _Optional[_Union[BreakGlassRequest, _Mapping]] = ...) -> None: ...
+
+class BreakGlassRequest(_message.Message):
+    __slots__ = ("reason", "ttl")
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    TTL_FIELD_NUMBER: _ClassVar[int]
+    reason: str
+    ttl: _duration_pb2.Duration
+    def __init__(self, reason: _Optional[str] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class IssueCommandResponse(_message.Message):
     __slots__ = ("command",)
