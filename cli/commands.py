@@ -1,10 +1,16 @@
-"""`sentinel cmd issue|get|ls|watch`: signed commands through the hub's CommandService.
+"""`sentinel cmd issue|approve|get|ls|watch`: signed commands through the hub's CommandService.
 
 `issue` prints only the new command's id on its first line, so `ID=$(sentinel cmd
 issue ...)` works; `--wait` then follows the command and prints the per-node table.
 `watch` prints one line per node status change. Both exit 0 when every node ended
 executed (or planned, in shadow mode) and 1 otherwise. Parameters are typed by the
 action catalogue before anything is sent: a bad `--param` issues nothing.
+
+Policy: a command the hub's policy denies is one error line and then one line per
+violated rule (`  - <rule> on <node>: <why>`), on stderr. A command policy holds for a
+human is stored `awaiting_approval` (stderr says how to approve it) until an admin
+other than its issuer runs `approve`. `--break-glass REASON` (admins) overrides freeze
+windows for this one command, for `--break-glass-ttl` (default 15m, at most 1h).
 """
 
 from __future__ import annotations
@@ -36,7 +42,8 @@ from sentinel.durations import (
     parse_duration,
     to_proto_duration,
 )
-from sentinel.errors import Unavailable
+from sentinel.errors import InvalidArgument, Unavailable
+from sentinel.rpc_errors import describe, violations_of
 from sentinel.v1 import command_pb2, command_pb2_grpc
 
 S = command_pb2
@@ -64,6 +71,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser = subparsers.add_parser("cmd", help="issue and follow signed commands")
     commands = parser.add_subparsers(dest="cmd_command", required=True, metavar="CMD")
     _register_issue(commands)
+    approve = commands.add_parser(
+        "approve", help="approve a command policy holds for a human (admin, not its issuer)"
+    )
+    approve.add_argument("command_id", metavar="ID")
+    approve.add_argument("--comment", default="", metavar="TEXT", help="kept with the approval")
+    approve.add_argument(
+        "--wait", action="store_true", help="wait for every node; exit 1 unless all succeeded"
+    )
+    add_config_argument(approve)
+    approve.set_defaults(func=_approve)
     get = commands.add_parser("get", help="show one command and its state on each node")
     get.add_argument("command_id", metavar="ID")
     add_client_arguments(get)
@@ -111,6 +128,16 @@ def _register_issue(commands: argparse._SubParsersAction[argparse.ArgumentParser
     )
     issue.add_argument(
         "--idempotency-key", default="", metavar="KEY", help="a retry with it returns the first"
+    )
+    issue.add_argument(
+        "--break-glass",
+        metavar="REASON",
+        help="admins: override freeze windows for this command (logged, evented)",
+    )
+    issue.add_argument(
+        "--break-glass-ttl",
+        metavar="DURATION",
+        help="how long the override lasts; default 15m, at most 1h",
     )
     issue.add_argument(
         "--wait", action="store_true", help="wait for every node; exit 1 unless all succeeded"
@@ -175,6 +202,16 @@ def issue_request(args: argparse.Namespace) -> command_pb2.IssueCommandRequest:
     if args.ttl is not None:
         request.ttl.CopyFrom(to_proto_duration(parse_duration(args.ttl)))
     request.mode = S.COMMAND_MODE_SHADOW if args.shadow else S.COMMAND_MODE_EXECUTE
+    if args.break_glass is not None:
+        request.break_glass.SetInParent()
+        request.break_glass.reason = args.break_glass
+        if args.break_glass_ttl is not None:
+            ttl = to_proto_duration(parse_duration(args.break_glass_ttl))
+            request.break_glass.ttl.CopyFrom(ttl)
+    elif args.break_glass_ttl is not None:
+        raise InvalidArgument(
+            "--break-glass-ttl needs --break-glass REASON", reason="BREAK_GLASS_REASON"
+        )
     return request
 
 
@@ -183,8 +220,51 @@ def _issue(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     with open_channel(config) as channel:
         stub = Stub(channel)
-        command = stub.IssueCommand(request, timeout=RPC_TIMEOUT_S).command
+        try:
+            command = stub.IssueCommand(request, timeout=RPC_TIMEOUT_S).command
+        except grpc.RpcError as exc:
+            return report_violations(exc)
         print(command.command_id, flush=True)
+        if command.state == S.COMMAND_STATE_AWAITING_APPROVAL:
+            print(
+                f"awaiting approval: sentinel cmd approve {command.command_id}",
+                file=sys.stderr,
+                flush=True,
+            )
+        if not args.wait:
+            return 0
+        final = follow(stub, command)
+    print_nodes(final)
+    return exit_status(final)
+
+
+def report_violations(exc: grpc.RpcError) -> int:
+    """A refusal that lists violations (e.g. every policy rule that denied a command):
+    the error line, then `  - <subject>: <description>` each, on stderr; exit status 1.
+    Any other error is raised again, for `cli.main` to print."""
+    violations = violations_of(exc)
+    if not violations:
+        raise exc
+    print(f"sentinel: error: {describe(exc)}", file=sys.stderr)
+    for violation in violations:
+        print(f"  - {violation.subject}: {violation.description}", file=sys.stderr)
+    return 1
+
+
+# -- approve -----------------------------------------------------------------------------
+
+
+def _approve(args: argparse.Namespace) -> int:
+    request = S.ApproveCommandRequest(command_id=args.command_id, comment=args.comment)
+    config = load_config(args.config)
+    with open_channel(config) as channel:
+        stub = Stub(channel)
+        try:
+            command = stub.ApproveCommand(request, timeout=RPC_TIMEOUT_S).command
+        except grpc.RpcError as exc:
+            return report_violations(exc)
+        approver = command.approvals[-1].approver if command.approvals else "-"
+        print(f"{command.command_id} approved by {approver}", flush=True)
         if not args.wait:
             return 0
         final = follow(stub, command)
@@ -225,10 +305,27 @@ def print_command(command: command_pb2.Command, now: datetime | None = None) -> 
             ["issued", age(command.issued_at, now)],
             ["expires", _expires(command, now)],
             ["state", _state_name(command.state)],
+            *_policy_rows(command),
         ],
     )
     print()
     print_nodes(command)
+
+
+def _policy_rows(command: command_pb2.Command) -> list[list[str]]:
+    """Approvals (when policy wanted any) and a break-glass override (when there is one)."""
+    rows = []
+    if command.required_approvals or command.approvals:
+        rows.append(["approvals", f"{len(command.approvals)} of {command.required_approvals}"])
+    for approval in command.approvals:
+        when = format_time(from_timestamp(approval.approved_at))
+        comment = f": {approval.comment}" if approval.comment else ""
+        rows.append(["approved", f"by {approval.approver} at {when}{comment}"])
+    if command.HasField("break_glass"):
+        glass = command.break_glass
+        until = format_time(from_timestamp(glass.expires_at)) if glass.expires_at.seconds else "-"
+        rows.append(["break-glass", f"by {glass.admin} until {until}: {glass.reason}"])
+    return rows
 
 
 def print_nodes(command: command_pb2.Command) -> None:
@@ -404,6 +501,13 @@ def follow(
         if exc.code() is not grpc.StatusCode.DEADLINE_EXCEEDED:
             raise
         latest = get_command(stub, command.command_id)
+    if latest.state == S.COMMAND_STATE_AWAITING_APPROVAL:
+        raise Unavailable(
+            f"command {command.command_id} is still awaiting approval "
+            f"(expired at {format_time(deadline - WATCH_GRACE)}): "
+            f"sentinel cmd approve {command.command_id}",
+            reason="NOT_APPROVED",
+        )
     if not all(n.state in FINAL_STATES for n in latest.nodes):
         raise Unavailable(
             f"command {command.command_id}: no result from {', '.join(_pending(latest))} "

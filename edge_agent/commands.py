@@ -28,7 +28,7 @@ import nats.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from edge_agent.actions import executor_for
 from edge_agent.actions.base import ActionContext, Outcome
@@ -38,8 +38,9 @@ from edge_agent.journal import CommandJournal
 from edge_agent.trust import TrustStore
 from edge_agent.verifier import VerifiedCommand, Verifier
 from sentinel import actions, subjects
-from sentinel.durations import timestamp_now
+from sentinel.durations import format_time, timestamp_now
 from sentinel.errors import InvalidArgument
+from sentinel.events import build_event
 from sentinel.refusals import CommandRefused, ExecutionFailed, Reason
 from sentinel.tasks import cancel_and_wait
 from sentinel.v1 import command_pb2
@@ -51,6 +52,9 @@ log = logging.getLogger(__name__)
 # without limit until the hub confirmed our keyset, then for a few deliveries.
 DEFER_UNKNOWN_KEY_S = 2.0
 DEFER_UNKNOWN_KEY_DELIVERIES = 2
+# How often the agent looks at its policy's expiry when no command arrives: it enters
+# safe mode (and says so) at most this long after the bundle expired.
+POLICY_CHECK_S = 5.0
 # Tell JetStream a long action is still running, well inside its ack wait (60 s).
 IN_PROGRESS_EVERY_S = 15.0
 
@@ -81,6 +85,16 @@ class CommandMetrics:
         for reason in Reason:
             if reason not in (Reason.EXECUTION_FAILED, Reason.INTERRUPTED):
                 self.refused.labels(reason=reason.value)
+        self.policy_version = Gauge(
+            "sentinel_agent_policy_version",
+            "Version of the policy bundle this agent enforces (1: the built-in default).",
+            registry=registry,
+        )
+        self.safe_mode = Gauge(
+            "sentinel_agent_policy_safe_mode",
+            "1 while the agent's policy bundle has expired: only safe actions run.",
+            registry=registry,
+        )
 
 
 class CommandRunner:
@@ -108,6 +122,7 @@ class CommandRunner:
         self._backoff = Backoff(0.5, 15.0)
         self.consuming = asyncio.Event()
         self.handled = 0
+        self._safe_mode_announced = ""
 
     async def run(self) -> None:
         """Consume commands for the agent's whole life, reconnecting as needed."""
@@ -143,8 +158,9 @@ class CommandRunner:
             self.consuming.set()
             log.info("receiving commands from %s", url)
             while True:
+                await self._watch_policy(js)
                 try:
-                    messages = await subscription.fetch(16, timeout=5)
+                    messages = await subscription.fetch(16, timeout=POLICY_CHECK_S)
                 except (TimeoutError, nats.errors.TimeoutError):
                     continue
                 for message in messages:
@@ -161,6 +177,38 @@ class CommandRunner:
             except NotFoundError:
                 log.info("waiting for the hub to create consumer %s", name)
                 await asyncio.sleep(self._backoff.next_delay_s())
+
+    async def _watch_policy(self, js: JetStreamContext) -> None:
+        """Export the policy state; announce entering safe mode (once per bundle)."""
+        policies = self._enforcement.policies
+        self.metrics.policy_version.set(policies.version)
+        safe = self._enforcement.safe_mode()
+        self.metrics.safe_mode.set(1 if safe else 0)
+        if not safe or self._safe_mode_announced == policies.bundle.sha256:
+            return
+        log.warning(
+            "policy version %d expired at %s: safe mode, only %s may run",
+            policies.version,
+            policies.bundle.expires_at.isoformat(),
+            ", ".join(sorted(policies.bundle.safe_actions)) or "nothing",
+        )
+        event = build_event(
+            "policy",
+            "safe_mode",
+            self._node_id,
+            {
+                "policy_version": policies.version,
+                "expired_at": format_time(policies.bundle.expires_at),
+                "safe_actions": sorted(policies.bundle.safe_actions),
+                "reason": "POLICY_EXPIRED",
+            },
+            source=f"sentinel-agent/{self._node_id}",
+        )
+        msg_id = f"{self._node_id}/safe_mode/{policies.bundle.sha256}"
+        await js.publish(
+            event.subject, event.payload, headers={**event.headers, "Nats-Msg-Id": msg_id}
+        )
+        self._safe_mode_announced = policies.bundle.sha256
 
     async def _report_interrupted(self, js: JetStreamContext) -> None:
         """Commands that were running when the agent died: their effect is unknown."""
@@ -288,10 +336,11 @@ class CommandRunner:
             raise CommandRefused(
                 Reason.POLICY_DENIED, f"{spec.name} is not in this agent's allowed actions"
             )
+        labels = self._context.labels.current()
+        keys = await self._in_thread(self._enforcement.judge, payload, params, labels)
         executor = executor_for(spec.name)
         await self._in_thread(executor.check, params, self._context)
-        labels = self._context.labels.current()
-        await self._in_thread(self._enforcement.admit, payload, params, labels)
+        await self._in_thread(self._enforcement.record, keys)
         return executor, params
 
     async def _execute(

@@ -33,14 +33,14 @@ class Enforcement:
     def safe_mode(self) -> bool:
         return self.policies.safe_mode(self._clock.now())
 
-    def admit(
+    def judge(
         self,
         payload: command_pb2.CommandPayload,
         params: Mapping[str, actions.ParamValue],
         labels: Mapping[str, str],
-    ) -> policy.Decision:
-        """Judge the command; raise CommandRefused(POLICY_DENIED) with the rules' reasons
-        in plain words, or record it against the rate limits and return the decision."""
+    ) -> list[str]:
+        """Judge the command: raise CommandRefused(POLICY_DENIED) with the rules' reasons in
+        plain words, or return the rate-limit keys to `record` once it is sure to run."""
         now = self._clock.now()
         bundle = self.policies.bundle
         proposal = policy.Proposal(
@@ -69,9 +69,11 @@ class Enforcement:
                 f"policy version {bundle.version}: {because}",
                 policy_version=bundle.version,
             )
-        if not proposal.shadow:
-            self.history.record(policy.rate_keys(bundle, proposal, scopes=NODE_ONLY), now)
-        return decision
+        return policy.rate_keys(bundle, proposal, scopes=NODE_ONLY)
+
+    def record(self, keys: list[str]) -> None:
+        """Count a run against the limits (before it starts: a crash still counts)."""
+        self.history.record(keys, self._clock.now())
 
     def close(self) -> None:
         self.history.close()
