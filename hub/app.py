@@ -135,7 +135,7 @@ class Hub:
             policies = await PolicyStore.open(state.js, keys, clock)
             # What this hub sent, for rate limits (in memory: a restarted hub starts
             # empty; each agent keeps its own record for the node-scope limits).
-            sent = policy.SlidingWindowLog()
+            gate = PolicyGate(policies, registry, policy.SlidingWindowLog(), clock)
             commands = await CommandStore.open(state.js, COMMANDS_RETENTION)
             undo.push_async_callback(commands.close)
             issuer = CommandIssuer(
@@ -174,11 +174,11 @@ class Hub:
                         issuer,
                         metrics,
                         clock,
-                        gate=PolicyGate(policies, registry, sent, clock),
+                        gate=gate,
                         events=events,
                     ),
                     keys=KeyService(keys),
-                    policy=PolicyService(policies, registry, sent, events, clock),
+                    policy=PolicyService(policies, registry, gate, events, clock),
                 ),
             )
             try:

@@ -9,6 +9,7 @@ is the caller's verified identity, never a field of the request.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import logging
@@ -65,6 +66,7 @@ class CommandService(command_pb2_grpc.CommandServiceServicer):
         self._issuer = issuer
         self._gate = gate
         self._events = events
+        self._approving = asyncio.Lock()
         self._metrics = metrics
         self._clock = clock
 
@@ -112,7 +114,18 @@ class CommandService(command_pb2_grpc.CommandServiceServicer):
     async def ApproveCommand(
         self, request: command_pb2.ApproveCommandRequest, context: grpc.aio.ServicerContext
     ) -> command_pb2.ApproveCommandResponse:
+        async with self._approving:  # one approval at a time: a command is sent once
+            return await self._approve(request)
+
+    async def _approve(
+        self, request: command_pb2.ApproveCommandRequest
+    ) -> command_pb2.ApproveCommandResponse:
         command = self._get(request.command_id)
+        if from_timestamp(command.not_after) <= self._clock():
+            raise FailedPrecondition(
+                f"command {command.command_id} expired before it was approved; issue it again",
+                reason="COMMAND_EXPIRED",
+            )
         if command.state != command_pb2.COMMAND_STATE_AWAITING_APPROVAL:
             raise FailedPrecondition(
                 f"command {command.command_id} is not awaiting approval",
@@ -130,7 +143,8 @@ class CommandService(command_pb2_grpc.CommandServiceServicer):
             actions.validate_parameters(spec, command.parameters),
             [n.node_id for n in command.nodes],
             shadow=command.mode == command_pb2.COMMAND_MODE_SHADOW,
-            break_glass=command.HasField("break_glass"),
+            break_glass=command.HasField("break_glass")
+            and from_timestamp(command.break_glass.expires_at) > self._clock(),
             approved=True,
         )
         approval = command_pb2.Approval(

@@ -53,19 +53,8 @@ class PolicyGate:
     ) -> Judgement:
         bundle = self._store.current.bundle
         now = self._clock()
-        fleet = policy.FleetContext(selected_nodes=len(nodes), fleet_size=len(self._registry))
-        proposals = tuple(
-            policy.Proposal(
-                action=action,
-                node_id=node_id,
-                labels=dict(node.labels) if (node := self._registry.get(node_id)) else {},
-                params=params,
-                shadow=shadow,
-                target=actions.target_of(action, params),
-                break_glass=break_glass,
-            )
-            for node_id in nodes
-        )
+        fleet = self._fleet(nodes)
+        proposals = self._proposals(action, params, nodes, shadow=shadow, break_glass=break_glass)
         violations: list[Violation] = []
         waiting = False
         for proposal in proposals:
@@ -84,6 +73,46 @@ class PolicyGate:
             policy.Verdict.NEEDS_APPROVAL if waiting and not approved else policy.Verdict.ALLOW
         )
         return Judgement(verdict, bundle.version, proposals)
+
+    def decide(
+        self,
+        action: str,
+        params: Mapping[str, actions.ParamValue],
+        node_id: str,
+        at: datetime,
+        version: int = 0,
+    ) -> policy.Decision:
+        """What `judge` would decide for this action on one node at `at` (EvaluatePolicy)."""
+        (proposal,) = self._proposals(action, params, [node_id], shadow=False, break_glass=False)
+        bundle = self._store.get(version).bundle
+        return policy.evaluate(
+            bundle, proposal, at, history=self.sent, fleet=self._fleet([node_id])
+        )
+
+    def _fleet(self, nodes: list[str]) -> policy.FleetContext:
+        return policy.FleetContext(selected_nodes=len(nodes), fleet_size=len(self._registry))
+
+    def _proposals(
+        self,
+        action: str,
+        params: Mapping[str, actions.ParamValue],
+        nodes: list[str],
+        *,
+        shadow: bool,
+        break_glass: bool,
+    ) -> tuple[policy.Proposal, ...]:
+        return tuple(
+            policy.Proposal(
+                action=action,
+                node_id=node_id,
+                labels=dict(node.labels) if (node := self._registry.get(node_id)) else {},
+                params=params,
+                shadow=shadow,
+                target=actions.target_of(action, params),
+                break_glass=break_glass,
+            )
+            for node_id in nodes
+        )
 
     def record(self, judgement: Judgement) -> None:
         """The command is being sent: count it against the rate limits."""

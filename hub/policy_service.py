@@ -11,13 +11,14 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import grpc
 
 import policy
 from hub.auth import current_identity
 from hub.events import EventPublisher
+from hub.policy_gate import PolicyGate
 from hub.policy_store import PolicyStore, StoredPolicy
 from hub.registry import Registry
 from hub.state import store_unavailable
@@ -28,6 +29,7 @@ from sentinel.identity import validate_node_id
 from sentinel.v1 import policy_pb2, policy_pb2_grpc, signing_pb2
 
 DEFAULT_PAGE_SIZE = 50
+MAX_EVALUATION_DISTANCE = timedelta(days=366)
 
 
 class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
@@ -35,13 +37,13 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
         self,
         store: PolicyStore,
         registry: Registry,
-        history: policy.History,
+        gate: PolicyGate,
         events: EventPublisher,
         clock: Callable[[], datetime],
     ) -> None:
         self._store = store
         self._registry = registry
-        self._history = history
+        self._gate = gate
         self._events = events
         self._clock = clock
 
@@ -89,12 +91,15 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
             raise NotFound(f"no node {node_id!r} in the fleet", reason="UNKNOWN_NODE")
         spec = actions.lookup(request.action)
         params = actions.validate_parameters(spec, request.parameters)
-        at = from_timestamp(request.at) if request.HasField("at") else self._clock()
-        stored = self._store.get(request.policy_version)
-        proposal = policy.Proposal(
-            action=spec.name, node_id=node_id, labels=dict(node.labels), params=params
-        )
-        decision = policy.evaluate(stored.bundle, proposal, at, history=self._history)
+        now = self._clock()
+        at = from_timestamp(request.at) if request.HasField("at") else now
+        if abs(at - now) > MAX_EVALUATION_DISTANCE:
+            raise InvalidArgument(
+                "evaluate at most a year from now (a rate limit's history is only the hub's "
+                "recent past anyway)",
+                reason="BAD_TIME",
+            )
+        decision = self._gate.decide(spec.name, params, node_id, at, request.policy_version)
         return policy_pb2.EvaluatePolicyResponse(decision=decision_proto(decision, at))
 
 
