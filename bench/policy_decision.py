@@ -96,6 +96,7 @@ def bundle_source() -> bytes:
         "expires_at": "2100-01-01T00:00:00Z",
         "allow": {"actions": ["*"], "shadow": True},
         "calendars": {"public": ["2026-11-26", "2026-12-25", "2026-12-26", "2027-01-01"]},
+        "series": {f"p95_ms_{i}": {"promql": f"p95_ms_{i}"} for i in range(7)},
         "rules": rules,
     }
     return yaml.safe_dump(document, sort_keys=False).encode()

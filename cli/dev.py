@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import certs
 from cli.agent import add_agent_arguments, command_settings, labels, sampling_settings
+from cli.hub import add_prometheus_argument
 from cli.runtime import run
 from sentinel.identity import validate_node_id
 from sentinel.logs import configure_logging
@@ -42,6 +43,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="HOST:PORT",
         help="hub address (default 127.0.0.1:7443; port 0 picks a free one)",
     )
+    add_prometheus_argument(parser)
     add_agent_arguments(parser, hub_required=False)
     parser.add_argument("--log-level", default="warning")
     parser.set_defaults(func=_run)
@@ -102,6 +104,7 @@ async def run_dev(args: argparse.Namespace) -> None:
             listen=args.listen,
             data_dir=data_dir / "hub",
             metrics_listen="127.0.0.1:0",
+            prometheus_url=args.prometheus,
         )
     )
     try:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from cli.runtime import run
 from sentinel.durations import parse_duration
-from sentinel.errors import InvalidArgument
+from sentinel.errors import InvalidArgument, SentinelError
 from sentinel.logs import configure_logging
 
 
@@ -49,6 +49,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="HOST:PORT",
         help="Prometheus /metrics over plain HTTP (default 127.0.0.1:9401; '' turns it off)",
     )
+    add_prometheus_argument(parser)
     parser.add_argument(
         "--offline-after",
         default="15s",
@@ -73,6 +74,7 @@ def _run(args: argparse.Namespace) -> int:
         nats_sync=_nats_sync(args.nats_sync),
         enroll_listen=args.enroll_listen,
         metrics_listen=args.metrics or None,
+        prometheus_url=args.prometheus,
         fleet=FleetSettings(
             offline_after=parse_duration(args.offline_after),
             telemetry_retention=parse_duration(args.telemetry_retention),
@@ -80,6 +82,26 @@ def _run(args: argparse.Namespace) -> int:
     )
     run(run_hub(settings))
     return 0
+
+
+def add_prometheus_argument(parser: argparse.ArgumentParser) -> None:
+    """`--prometheus URL`, shared with `sentinel dev`."""
+    parser.add_argument(
+        "--prometheus",
+        type=_prometheus_url,
+        metavar="URL",
+        help="Prometheus to query for the policy's promql series, e.g. http://127.0.0.1:9090 "
+        "(default: none; slo_guard rules on those series then ask for approval)",
+    )
+
+
+def _prometheus_url(text: str) -> str:
+    from hub.series import prometheus_base
+
+    try:
+        return prometheus_base(text)
+    except SentinelError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from exc
 
 
 def _nats_sync(text: str) -> str:

@@ -34,6 +34,7 @@ from hub.policy_gate import PolicyGate
 from hub.policy_service import PolicyService
 from hub.policy_store import PolicyStore
 from hub.registry import Registry
+from hub.series import SeriesSource
 from hub.server import Services, build_server, set_serving
 from hub.settings import HubSettings
 from hub.state import COMMANDS_RETENTION, HubState
@@ -45,6 +46,7 @@ from sentinel.tls import TlsFiles, server_credentials
 log = logging.getLogger(__name__)
 
 SWEEP_INTERVAL_S = 1.0
+STOP_STEP_S = 5.0
 
 
 def utc_now() -> datetime:
@@ -135,7 +137,8 @@ class Hub:
             policies = await PolicyStore.open(state.js, keys, clock)
             # What this hub sent, for rate limits (in memory: a restarted hub starts
             # empty; each agent keeps its own record for the node-scope limits).
-            gate = PolicyGate(policies, registry, policy.SlidingWindowLog(), clock)
+            series = SeriesSource(registry, settings.prometheus_url)
+            gate = PolicyGate(policies, registry, policy.SlidingWindowLog(), clock, series=series)
             commands = await CommandStore.open(state.js, COMMANDS_RETENTION)
             undo.push_async_callback(commands.close)
             issuer = CommandIssuer(
@@ -225,8 +228,13 @@ class Hub:
         await asyncio.sleep(0)  # let the server stop accepting first
         log.info("closing %d agent streams", self._agent_service.close_streams())
         await stopping
-        await cancel_and_wait(self._sweeper, self._results)
-        await self.commands.close()
+        # Bounded: a NATS that is itself stopping must not hold the hub's exit.
+        try:
+            async with asyncio.timeout(STOP_STEP_S):
+                await cancel_and_wait(self._sweeper, self._results)
+                await self.commands.close()
+        except TimeoutError:
+            log.warning("background tasks did not stop within %.0f s; going on", STOP_STEP_S)
         if self._metrics_server is not None:
             await asyncio.to_thread(self._metrics_server.close)
         await self.state.close()

@@ -84,7 +84,7 @@ class CommandService(command_pb2_grpc.CommandServiceServicer):
         nodes = self._resolve(spec, request.target)
         identity = current_identity()
         break_glass = self._break_glass(request) if request.HasField("break_glass") else None
-        judgement = self._gate.judge(
+        judgement = await self._gate.judge(
             spec.name,
             params,
             nodes,
@@ -138,7 +138,7 @@ class CommandService(command_pb2_grpc.CommandServiceServicer):
                 reason="SELF_APPROVAL",
             )
         spec = actions.lookup(command.action)
-        judgement = self._gate.judge(
+        judgement = await self._gate.judge(
             spec.name,
             actions.validate_parameters(spec, command.parameters),
             [n.node_id for n in command.nodes],

@@ -6,6 +6,12 @@ the whole command (`FAILED_PRECONDITION`, reason `POLICY_DENIED`, every violated
 in a `google.rpc.PreconditionFailure`); a rule that wants a human makes the command
 wait for an admin's approval. What is sent is recorded at once, so the next command
 meets the limit.
+
+The fleet context is gathered first (hence `judge` and `decide` are async): the
+registry's size and online GPUs by model, and the SLO series that the slo_guard rules
+applying to these proposals compare (`Bundle.series_for`; nothing is fetched when no
+such rule applies). One bundle is read per call and used throughout, even if a new
+version becomes current while the series are fetched.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from datetime import datetime
 import policy
 from hub.policy_store import PolicyStore
 from hub.registry import Registry
+from hub.series import SeriesSource, gpus_by_model
 from sentinel import actions
 from sentinel.errors import FailedPrecondition, Violation
 
@@ -35,13 +42,16 @@ class PolicyGate:
         registry: Registry,
         sent: policy.SlidingWindowLog,
         clock: Callable[[], datetime],
+        *,
+        series: SeriesSource,
     ) -> None:
         self._store = store
         self._registry = registry
         self.sent = sent
         self._clock = clock
+        self._series = series
 
-    def judge(
+    async def judge(
         self,
         action: str,
         params: Mapping[str, actions.ParamValue],
@@ -52,9 +62,9 @@ class PolicyGate:
         approved: bool = False,
     ) -> Judgement:
         bundle = self._store.current.bundle
-        now = self._clock()
-        fleet = self._fleet(nodes)
         proposals = self._proposals(action, params, nodes, shadow=shadow, break_glass=break_glass)
+        fleet = await self._fleet(bundle, proposals)
+        now = self._clock()
         violations: list[Violation] = []
         waiting = False
         for proposal in proposals:
@@ -74,7 +84,7 @@ class PolicyGate:
         )
         return Judgement(verdict, bundle.version, proposals)
 
-    def decide(
+    async def decide(
         self,
         action: str,
         params: Mapping[str, actions.ParamValue],
@@ -85,12 +95,19 @@ class PolicyGate:
         """What `judge` would decide for this action on one node at `at` (EvaluatePolicy)."""
         (proposal,) = self._proposals(action, params, [node_id], shadow=False, break_glass=False)
         bundle = self._store.get(version).bundle
-        return policy.evaluate(
-            bundle, proposal, at, history=self.sent, fleet=self._fleet([node_id])
-        )
+        fleet = await self._fleet(bundle, (proposal,))
+        return policy.evaluate(bundle, proposal, at, history=self.sent, fleet=fleet)
 
-    def _fleet(self, nodes: list[str]) -> policy.FleetContext:
-        return policy.FleetContext(selected_nodes=len(nodes), fleet_size=len(self._registry))
+    async def _fleet(
+        self, bundle: policy.Bundle, proposals: tuple[policy.Proposal, ...]
+    ) -> policy.FleetContext:
+        return policy.FleetContext(
+            selected_nodes=len(proposals),
+            fleet_size=len(self._registry),
+            gpu_hours_per_hour=gpus_by_model(self._registry),
+            proposed_usage=_proposed_usage(proposals),
+            series=await self._series.values(bundle.series_for(proposals)),
+        )
 
     def _proposals(
         self,
@@ -132,3 +149,15 @@ def _violations(decision: policy.Decision, node_id: str) -> list[Violation]:
             sentence = " ".join(policy.explain(single))
             found.append(Violation(result.kind, f"{result.rule_id} on {node_id}", sentence))
     return found
+
+
+def _proposed_usage(proposals: tuple[policy.Proposal, ...]) -> dict[str, float]:
+    """What the command itself says about usage: a scale's replica count
+    (`replicas:<namespace>/<name>`), for quotas on it."""
+    usage: dict[str, float] = {}
+    for proposal in proposals:
+        replicas = proposal.params.get("replicas")
+        if proposal.action == "k8s.deployment.scale" and isinstance(replicas, int):
+            namespace, name = proposal.params.get("namespace"), proposal.params.get("name")
+            usage[f"replicas:{namespace}/{name}"] = float(replicas)
+    return usage

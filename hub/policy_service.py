@@ -99,7 +99,7 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
                 "recent past anyway)",
                 reason="BAD_TIME",
             )
-        decision = self._gate.decide(spec.name, params, node_id, at, request.policy_version)
+        decision = await self._gate.decide(spec.name, params, node_id, at, request.policy_version)
         return policy_pb2.EvaluatePolicyResponse(decision=decision_proto(decision, at))
 
 

@@ -51,6 +51,9 @@ class HubSettings:
     enroll_listen: str | None = None
     # Prometheus /metrics (plain HTTP); None: not served.
     metrics_listen: str | None = None
+    # The Prometheus the policy's `promql` series are queried from (http(s)://HOST:PORT);
+    # None: those series have no value, and slo_guard rules comparing them ask for approval.
+    prometheus_url: str | None = None
     hub_id: str = field(default_factory=socket.gethostname)
     limits: ServerLimits = field(default_factory=ServerLimits)
     fleet: FleetSettings = field(default_factory=FleetSettings)

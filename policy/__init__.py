@@ -13,7 +13,8 @@ one. It imports neither grpc nor nats (enforced by import-linter).
 
 Modules: `_bundle` (the YAML format), `_rules` (what every rule has), `_node_rules`,
 `_rate_limit` and `_fleet_rules` (the kinds), `_windows` and `_localtime` (freeze
-windows, DST), `_evaluate` (the pipeline), `_history` (the rate-limit log),
+windows, DST), `_series` (named SLO series and their sources: described here,
+fetched by the hub), `_evaluate` (the pipeline), `_history` (the rate-limit log),
 `_explain` (sentences), `_reader` (strict YAML with paths).
 """
 
@@ -32,6 +33,7 @@ from policy._model import (
 )
 from policy._reader import PolicyError
 from policy._rules import Rule
+from policy._series import PromQLSeries, SeriesSpec, TelemetryMetric, TelemetrySeries
 
 __all__ = [
     "DEFAULT_POLICY",
@@ -40,11 +42,15 @@ __all__ = [
     "FleetContext",
     "History",
     "PolicyError",
+    "PromQLSeries",
     "Proposal",
     "Rule",
     "RuleResult",
     "Scope",
+    "SeriesSpec",
     "SlidingWindowLog",
+    "TelemetryMetric",
+    "TelemetrySeries",
     "Verdict",
     "evaluate",
     "explain",

@@ -9,24 +9,32 @@
     safe_actions: [agent.ping]          # what safe mode still runs
     calendars:
       de-be: [2026-12-25, 2026-12-26]   # local dates, for `holidays` freeze windows
+    series:                             # what slo_guard rules compare; see policy._series
+      p95_latency_ms: {promql: "..."}   # or {telemetry: gpu_utilization_mean}
     rules: [...]                        # see policy._rules, in evaluation order
 
 Invariants: `load_bundle` accepts only what it understands (unknown or duplicate
 keys, unknown kinds, time zones, calendars and action globs that match no catalogue
-action are `PolicyError`s naming the path); `source` is the exact bytes loaded and
-`sha256` their digest, so two bundles with the same digest are the same policy.
+action are `PolicyError`s naming the path; so is a slo_guard naming a series that
+`series:` does not define); `source` is the exact bytes loaded and `sha256` their
+digest, so two bundles with the same digest are the same policy. `series_for` names
+only the series that rules applying to the given proposals compare, so the hub asks
+Prometheus for nothing when no such rule applies.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
+from policy._fleet_rules import SloGuard
 from policy._globs import Globs, read_globs
+from policy._model import Proposal
 from policy._reader import ROOT, Node, PolicyError
 from policy._rules import Rule, read_rule
+from policy._series import SeriesSpec, read_series
 from policy._windows import read_date, read_instant
 from sentinel.actions import CATALOGUE
 
@@ -54,6 +62,7 @@ class Bundle:
     allow_shadow: bool
     safe_actions: frozenset[str]
     calendars: Mapping[str, frozenset[date]]
+    series: Mapping[str, SeriesSpec]
     source: bytes
     sha256: str
     _allow: Globs = field(init=False, repr=False, compare=False)
@@ -83,13 +92,24 @@ class Bundle:
                 self._by_action[action] = cached
         return cached
 
+    def series_for(self, proposals: Iterable[Proposal]) -> dict[str, SeriesSpec]:
+        """The series that the slo_guard rules applying to any of `proposals` compare."""
+        needed: dict[str, SeriesSpec] = {}
+        for proposal in proposals:
+            for rule in self.rules_for(proposal.action):
+                if isinstance(rule.spec, SloGuard) and rule.applies(proposal):
+                    needed[rule.spec.series] = self.series[rule.spec.series]
+        return needed
+
 
 def load_bundle(source: bytes) -> Bundle:
     """Parse and validate a bundle; raise `PolicyError` (reason POLICY_INVALID) if it is bad."""
     if len(source) > MAX_BUNDLE_BYTES:
         raise PolicyError(ROOT, f"larger than {MAX_BUNDLE_BYTES} bytes")
     root = Node.parse(source)
-    fields = root.fields(("version", "expires_at"), ("allow", "safe_actions", "calendars", "rules"))
+    fields = root.fields(
+        ("version", "expires_at"), ("allow", "safe_actions", "calendars", "series", "rules")
+    )
     version = fields["version"].integer()
     if version < 1:
         raise fields["version"].error("must be at least 1")
@@ -105,7 +125,8 @@ def load_bundle(source: bytes) -> Bundle:
         safe = read_globs(fields["safe_actions"], allow_empty=True)
     calendars = _read_calendars(fields["calendars"]) if "calendars" in fields else {}
     rule_nodes = fields["rules"].sequence() if "rules" in fields else []
-    rules = tuple(read_rule(node, calendars) for node in rule_nodes)
+    series = read_series(fields["series"]) if "series" in fields else {}
+    rules = tuple(read_rule(node, calendars, series.keys()) for node in rule_nodes)
     _check_unique_ids(rules, rule_nodes)
     return Bundle(
         version=version,
@@ -115,6 +136,7 @@ def load_bundle(source: bytes) -> Bundle:
         allow_shadow=allow_shadow,
         safe_actions=frozenset(safe),
         calendars=calendars,
+        series=series,
         source=bytes(source),
         sha256=hashlib.sha256(source).hexdigest(),
     )

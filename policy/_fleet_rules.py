@@ -1,12 +1,18 @@
 """Fleet-scope rule kinds: they read `FleetContext`, which only the hub has.
 
     - {id: ml-gpus, kind: quota, key: "gpus:ml", max: 16}
-    - {id: budget, kind: cost_ceiling, price_per_gpu_hour: {H200: 4.5, H100: 3.2},
-       ceiling_per_hour: 500}
+    - {id: budget, kind: cost_ceiling, ceiling_per_hour: 500,
+       price_per_gpu_hour: {"NVIDIA H200": 4.5, "NVIDIA H100 80GB HBM3": 3.2}}
     - {id: latency, kind: slo_guard, series: p95_latency_ms, max: 250, when: scale_down}
     - {id: radius, kind: blast_radius, max_nodes: 10, max_percent: 25}
 
 Invariants:
+- `cost_ceiling` prices are keyed by GPU model name exactly as NVML reports it (and the
+  hub's registry shows it), e.g. "NVIDIA H200": the hub counts online nodes' GPUs by
+  that name, and a running model without a price is DENY NO_PRICE;
+- `slo_guard` names a series the bundle defines under `series:` (see policy._series);
+  a name that is not defined there is a `PolicyError`, because the hub has no other
+  source of series and the rule could only ever ask for a human;
 - an input a rule needs but the hub did not supply is never guessed: the rule answers
   NEEDS_APPROVAL with reason NO_INPUT, because an SRE wants a human when a guard
   cannot be checked (a missing GPU price is an error in the bundle: DENY NO_PRICE);
@@ -169,7 +175,15 @@ def _read_slo_guard(fields: dict[str, Node], context: ReadContext) -> SloGuard:
         if fields["when"].text() != "scale_down":
             raise fields["when"].error("the only condition is scale_down")
         scale_down_only = True
-    return SloGuard(fields["series"].text(), low, high, scale_down_only)
+    return SloGuard(_read_series_name(fields["series"], context), low, high, scale_down_only)
+
+
+def _read_series_name(node: Node, context: ReadContext) -> str:
+    name = node.text()
+    if name not in context.series:
+        known = ", ".join(sorted(context.series)) or "none"
+        raise node.error(f"unknown series {name!r} (define it under series:; defined: {known})")
+    return name
 
 
 def _read_blast_radius(fields: dict[str, Node], context: ReadContext) -> BlastRadius:

@@ -10,7 +10,7 @@ gets (`KindReader`, `ReadContext`), so that the kind modules depend on this one 
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Protocol
@@ -65,7 +65,7 @@ class FleetContext:
     proposed_usage: Mapping[str, float] = field(default_factory=dict)  # same keys, after
     gpu_hours_per_hour: Mapping[str, float] = field(default_factory=dict)  # running, by model
     proposed_gpu_delta: Mapping[str, float] = field(default_factory=dict)  # added, by model
-    series: Mapping[str, float] = field(default_factory=dict)  # SLO inputs by name
+    series: Mapping[str, float] = field(default_factory=dict)  # by `series:` name (slo_guard)
 
 
 class History(Protocol):
@@ -157,6 +157,7 @@ class ReadContext:
     rule_id: str
     calendars: Mapping[str, frozenset[date]]
     node: Node  # the rule itself, for errors about a combination of keys
+    series: Collection[str]  # the names the bundle's `series:` defines
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ the proposal is not its business after all); its scope is fixed by its kind (and
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -80,7 +80,9 @@ class Rule:
         return not self.selector.requirements or self.selector.matches(proposal.labels)
 
 
-def read_rule(node: Node, calendars: Mapping[str, frozenset[date]]) -> Rule:
+def read_rule(
+    node: Node, calendars: Mapping[str, frozenset[date]], series: Collection[str]
+) -> Rule:
     peek = node.mapping()
     if "kind" not in peek:
         node.fields(("id", "kind"), (*_COMMON_KEYS, *peek))  # names the missing key
@@ -97,7 +99,7 @@ def read_rule(node: Node, calendars: Mapping[str, frozenset[date]]) -> Rule:
         )
     if rule_id in RESERVED_IDS:
         raise fields["id"].error(f"{rule_id!r} is reserved for the built-in check")
-    spec = reader.read(fields, ReadContext(rule_id, calendars, node))
+    spec = reader.read(fields, ReadContext(rule_id, calendars, node, series))
     actions = read_globs(fields["actions"], allow_empty=False) if "actions" in fields else None
     description = fields["description"].text() if "description" in fields else ""
     return Rule(

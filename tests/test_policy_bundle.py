@@ -11,9 +11,12 @@ import policy
 from policy import (
     DEFAULT_POLICY,
     PolicyError,
+    PromQLSeries,
     Proposal,
     Scope,
     SlidingWindowLog,
+    TelemetryMetric,
+    TelemetrySeries,
     Verdict,
     evaluate,
     load_bundle,
@@ -31,6 +34,11 @@ allow:
 safe_actions: [agent.ping]
 calendars:
   de-be: [2026-12-25, "2026-12-26"]
+series:
+  p95_latency_ms:
+    promql: |
+      1000 * histogram_quantile(0.95, sum by (le) (rate(http_seconds_bucket[5m])))
+  gpu_busy: {telemetry: gpu_utilization_mean}
 rules:
   - id: weekend-freeze
     kind: freeze
@@ -64,11 +72,15 @@ def test_public_names_are_locked() -> None:
         "FleetContext",
         "History",
         "PolicyError",
+        "PromQLSeries",
         "Proposal",
         "Rule",
         "RuleResult",
         "Scope",
+        "SeriesSpec",
         "SlidingWindowLog",
+        "TelemetryMetric",
+        "TelemetrySeries",
         "Verdict",
         "evaluate",
         "explain",
@@ -85,6 +97,12 @@ def test_good_bundle_loads_every_field() -> None:
     assert bundle.allow_shadow is True
     assert bundle.safe_actions == {"agent.ping"}
     assert bundle.calendars == {"de-be": {date(2026, 12, 25), date(2026, 12, 26)}}
+    assert bundle.series == {
+        "p95_latency_ms": PromQLSeries(
+            "1000 * histogram_quantile(0.95, sum by (le) (rate(http_seconds_bucket[5m])))"
+        ),
+        "gpu_busy": TelemetrySeries(TelemetryMetric.GPU_UTILIZATION_MEAN),
+    }
     assert bundle.source == GOOD
     assert bundle.sha256 == hashlib.sha256(GOOD).hexdigest()
     assert [(r.id, r.kind, r.scope) for r in bundle.rules] == [
@@ -123,6 +141,10 @@ def _rule(body: str) -> str:
     return HEAD + "rules:\n" + body
 
 
+def _series(series: str, rules: str = "") -> str:
+    return HEAD + f"series: {series}\n" + (f"rules:\n{rules}" if rules else "")
+
+
 def _window(window: str) -> str:
     return _rule(f"  - id: f\n    kind: freeze\n    windows:\n      - {window}\n")
 
@@ -143,7 +165,7 @@ BAD = [
         HEAD + "foo: 1\n",
         "foo",
         "unknown key 'foo' (expected one of: allow, calendars, expires_at, rules, safe_actions, "
-        "version)",
+        "series, version)",
     ),
     (
         _rule("  - {id: a, kind: rate_limit, limt: 5, window: 1h, per: node}\n"),
@@ -349,9 +371,55 @@ BAD = [
         "must name at least one GPU model",
     ),
     (
-        _rule("  - {id: a, kind: slo_guard, series: s, max: 1, when: always}\n"),
+        _series("{s: {promql: up}}", "  - {id: a, kind: slo_guard, series: s, max: 1, when: x}\n"),
         "rules[0].when",
         "the only condition is scale_down",
+    ),
+    (
+        _rule("  - {id: a, kind: slo_guard, series: p95, max: 1}\n"),
+        "rules[0].series",
+        "unknown series 'p95' (define it under series:; defined: none)",
+    ),
+    (
+        _series(
+            "{lat: {promql: up}, busy: {telemetry: nodes_online}}",
+            "  - {id: a, kind: require_approval}\n"
+            "  - {id: b, kind: slo_guard, series: p95, max: 1}\n",
+        ),
+        "rules[1].series",
+        "unknown series 'p95' (define it under series:; defined: busy, lat)",
+    ),
+    (
+        _series("{busy: {telemetry: gpu_busy}}"),
+        "series.busy.telemetry",
+        "unknown telemetry series 'gpu_busy' (expected one of: gpu_utilization_mean, "
+        "gpu_utilization_max, gpu_memory_used_fraction_mean, nodes_online)",
+    ),
+    (
+        _series("{lat: {promql: up, telemetry: nodes_online}}"),
+        "series.lat",
+        "must have exactly one of: promql, telemetry",
+    ),
+    (_series("{lat: {}}"), "series.lat", "must have exactly one of: promql, telemetry"),
+    (
+        _series("{lat: {prom: up}}"),
+        "series.lat.prom",
+        "unknown key 'prom' (expected one of: promql, telemetry)",
+    ),
+    (_series("{lat: {promql: '  '}}"), "series.lat.promql", "must not be empty"),
+    (_series("{lat: {promql: [up]}}"), "series.lat.promql", "must be a string, not a list"),
+    (
+        _series("{lat: {promql: " + "x" * 4097 + "}}"),
+        "series.lat.promql",
+        "longer than 4096 characters",
+    ),
+    (_series("{lat: up}"), "series.lat", "must be a mapping, not string 'up'"),
+    (_series("[lat]"), "series", "must be a mapping, not a list"),
+    (
+        _series("{'p95 ms': {promql: up}}"),
+        "series.p95 ms",
+        "invalid series name 'p95 ms': use up to 63 letters, digits, '_', '.', ':' or '-', "
+        "starting with a letter or '_'",
     ),
 ]
 
@@ -426,3 +494,22 @@ def test_default_policy() -> None:
     assert _decide("k8s.deployment.scale") is Verdict.DENY
     assert _decide("k8s.deployment.scale", shadow=True) is Verdict.ALLOW
     assert _decide("node.systemd.restart", shadow=True) is Verdict.ALLOW
+
+
+def test_series_for_names_only_what_the_applying_slo_guards_compare() -> None:
+    bundle = load_bundle(
+        _series(
+            "{lat: {promql: up}, busy: {telemetry: gpu_utilization_max}, spare: {promql: x}}",
+            "  - {id: a, kind: slo_guard, series: lat, max: 1, actions: [k8s.deployment.scale]}\n"
+            "  - {id: b, kind: slo_guard, series: busy, max: 90, selector: pool=gpu}\n"
+            "  - {id: c, kind: quota, key: k, max: 1}\n",
+        ).encode()
+    )
+    ping, scale = Proposal("agent.ping", "n", {}, {}), Proposal("k8s.deployment.scale", "n", {}, {})
+    on_gpu = Proposal("agent.ping", "g", {"pool": "gpu"}, {})
+    assert bundle.series_for([ping]) == {}
+    assert bundle.series_for([scale]) == {"lat": PromQLSeries("up")}
+    assert bundle.series_for([ping, on_gpu]) == {
+        "busy": TelemetrySeries(TelemetryMetric.GPU_UTILIZATION_MAX)
+    }
+    assert load_bundle(DEFAULT_POLICY).series == {}

@@ -372,3 +372,30 @@ async def test_a_command_that_needs_approval_waits_for_an_admin(
         assert agent.labels.current()["pool"] == "reviewed"
     finally:
         await nc.close()
+
+
+async def test_a_replica_quota_is_checked_against_the_scale_the_command_asks_for(
+    pki: Pki, hub: Hub, agent: Agent
+) -> None:
+    rule = '  - {id: trainer-max, kind: quota, key: "replicas:ml/trainer", max: 4}\n'
+    await apply(hub, bundle(2, rule), agent)
+
+    def scale(replicas: int) -> dict[str, object]:
+        return {
+            "target": S.CommandTarget(node_id="node-a"),
+            "action": "k8s.deployment.scale",
+            "parameters": {
+                "namespace": S.ParameterValue(string_value="ml"),
+                "name": S.ParameterValue(string_value="trainer"),
+                "replicas": S.ParameterValue(int_value=replicas),
+            },
+        }
+
+    async with secure_aio_channel(hub.address, pki.user("operator")) as channel:
+        operator = command_pb2_grpc.CommandServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await issue(operator, **scale(8))
+        assert reason_of(caught.value) == "POLICY_DENIED"
+        assert _violations(caught.value) == [("quota", "trainer-max on node-a")]
+        within_quota = await issue(operator, **scale(3))
+        assert within_quota.state == S.COMMAND_STATE_PENDING  # signed and sent

@@ -31,12 +31,16 @@ SCALE = "k8s.deployment.scale"
 ALLOW, DENY, APPROVAL = Verdict.ALLOW, Verdict.DENY, Verdict.NEEDS_APPROVAL
 
 
+# The series the slo_guard cases compare (values come from each case's FleetContext).
+SERIES = "series: {p95_latency_ms: {promql: p95}, availability: {promql: a}, burn: {promql: b}}\n"
+
+
 def _bundle(
     *rules: str, head: str = "allow: {actions: ['*'], shadow: true}\nsafe_actions: [agent.ping]\n"
 ) -> Bundle:
-    body = "".join(f"  - {rule}\n" for rule in rules)
+    body = "".join(f"  - {rule}\n" for rule in rules) or "  []\n"
     return load_bundle(
-        f"version: 4\nexpires_at: 2100-01-01T00:00:00Z\n{head}rules:\n{body or '  []'}\n".encode()
+        f"version: 4\nexpires_at: 2100-01-01T00:00:00Z\n{head}{SERIES}rules:\n{body}".encode()
     )
 
 
