@@ -17,7 +17,6 @@ import grpc
 from prometheus_client import CollectorRegistry
 
 import certs
-import policy
 from hub.agent_service import AgentService
 from hub.command_issuer import CommandIssuer
 from hub.command_results import ResultReader
@@ -34,10 +33,12 @@ from hub.policy_gate import PolicyGate
 from hub.policy_service import PolicyService
 from hub.policy_store import PolicyStore
 from hub.registry import Registry
+from hub.sent_history import SentHistory
 from hub.series import SeriesSource
 from hub.server import Services, build_server, set_serving
 from hub.settings import HubSettings
-from hub.state import COMMANDS_RETENTION, HubState
+from hub.state import COMMANDS_RETENTION, HubState, bucket_keys
+from sentinel import subjects
 from sentinel.errors import ConfigError, SentinelError
 from sentinel.metrics_http import MetricsServer, serve_metrics
 from sentinel.tasks import cancel_and_wait, termination_requested
@@ -131,14 +132,13 @@ class Hub:
                 on_failure=metrics.event_publish_failed,
             )
             registry = Registry(state.nodes, events)
-            await registry.load()
+            await registry.load(await bucket_keys(state.js, subjects.NODES_BUCKET))
             metrics.set_nodes_by_state(registry.count_by_state)
             keys = await KeyManager.open(state.keys, layout, clock)
             policies = await PolicyStore.open(state.js, keys, clock)
-            # What this hub sent, for rate limits (in memory: a restarted hub starts
-            # empty; each agent keeps its own record for the node-scope limits).
             series = SeriesSource(registry, settings.prometheus_url)
-            gate = PolicyGate(policies, registry, policy.SlidingWindowLog(), clock, series=series)
+            sent = await SentHistory.open(state.js)  # what was sent, for rate limits
+            gate = PolicyGate(policies, registry, sent, clock, series=series)
             commands = await CommandStore.open(state.js, COMMANDS_RETENTION)
             undo.push_async_callback(commands.close)
             issuer = CommandIssuer(

@@ -105,7 +105,7 @@ class CommandService(command_pb2_grpc.CommandServiceServicer):
         with store_unavailable("issuing a command"):
             command = await self._issuer.issue(order)
         if not awaiting:
-            self._gate.record(judgement)
+            await self._gate.record(judgement)
         if break_glass is not None:
             await self._announce_break_glass(command, break_glass)
         self._metrics.commands_issued(spec.name, len(command.nodes))
@@ -152,7 +152,7 @@ class CommandService(command_pb2_grpc.CommandServiceServicer):
         )
         with store_unavailable("approving a command"):
             approved = await self._issuer.approve(command.command_id, approval)
-        self._gate.record(judgement)
+        await self._gate.record(judgement)
         return command_pb2.ApproveCommandResponse(command=approved)
 
     def _break_glass(self, request: command_pb2.IssueCommandRequest) -> command_pb2.BreakGlass:

@@ -23,6 +23,7 @@ from datetime import datetime
 import policy
 from hub.policy_store import PolicyStore
 from hub.registry import Registry
+from hub.sent_history import SentHistory
 from hub.series import SeriesSource, gpus_by_model
 from sentinel import actions
 from sentinel.errors import FailedPrecondition, Violation
@@ -40,7 +41,7 @@ class PolicyGate:
         self,
         store: PolicyStore,
         registry: Registry,
-        sent: policy.SlidingWindowLog,
+        sent: SentHistory,
         clock: Callable[[], datetime],
         *,
         series: SeriesSource,
@@ -131,14 +132,13 @@ class PolicyGate:
             for node_id in nodes
         )
 
-    def record(self, judgement: Judgement) -> None:
+    async def record(self, judgement: Judgement) -> None:
         """The command is being sent: count it against the rate limits."""
         bundle = self._store.get(judgement.policy_version).bundle
         now = self._clock()
         for proposal in judgement.proposals:
             if not proposal.shadow:
-                for key in policy.rate_keys(bundle, proposal):
-                    self.sent.record(key, now)
+                await self.sent.record(policy.rate_keys(bundle, proposal), now)
 
 
 def _violations(decision: policy.Decision, node_id: str) -> list[Violation]:

@@ -20,11 +20,12 @@ from datetime import UTC, datetime
 
 import msgspec
 from nats.js import JetStreamContext, api
-from nats.js.errors import KeyWrongLastSequenceError, NoKeysError
+from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 import policy
 from hub.keys import KeyManager
+from hub.state import bucket_keys
 from sentinel import subjects
 from sentinel.envelope import unwrap
 from sentinel.errors import FailedPrecondition, InvalidArgument, NotFound
@@ -67,7 +68,7 @@ class PolicyStore:
             bucket=subjects.POLICIES_BUCKET, history=1, storage=api.StorageType.FILE
         )
         store = cls(kv, keys, clock)
-        for key in await _keys(kv):
+        for key in await bucket_keys(js, subjects.POLICIES_BUCKET):
             entry = await kv.get(key)
             if entry.value:
                 store._remember(msgspec.msgpack.decode(entry.value, type=_Stored))
@@ -138,10 +139,3 @@ class PolicyStore:
 
 def _key(version: int) -> str:
     return f"v{version:020d}"
-
-
-async def _keys(kv: KeyValue) -> list[str]:
-    try:
-        return sorted(await kv.keys())
-    except NoKeysError:  # an empty bucket
-        return []

@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from nats.js.errors import NoKeysError
 from nats.js.kv import KeyValue
 
 from hub.events import EventPublisher
@@ -45,11 +44,8 @@ class Registry:
         # hub restart can be counted twice (the durability work moves it to KV).
         self._gap_high_water: dict[tuple[str, str], int] = {}
 
-    async def load(self) -> int:
-        try:
-            keys = await self._kv.keys()
-        except NoKeysError:
-            keys = []
+    async def load(self, keys: list[str]) -> int:
+        """Read the stored nodes (`keys`: every key of the bucket, `hub.state.bucket_keys`)."""
         for key in keys:
             entry = await self._kv.get(key)
             node = fleet_pb2.Node.FromString(entry.value or b"")

@@ -175,3 +175,11 @@ async def ensure_stream(js: JetStreamContext, config: api.StreamConfig) -> None:
         log.info("created JetStream stream %s", config.name)
         return
     await js.update_stream(config)
+
+
+async def bucket_keys(js: JetStreamContext, bucket: str) -> list[str]:
+    """Every key a KV bucket holds, from its stream's state: exact, where nats-py's
+    `KeyValue.keys()` may answer before its watcher has seen every key."""
+    prefix = f"$KV.{bucket}."
+    info = await js.stream_info(f"KV_{bucket}", subjects_filter=f"{prefix}>")
+    return sorted(subject.removeprefix(prefix) for subject in (info.state.subjects or {}))

@@ -399,3 +399,34 @@ async def test_a_replica_quota_is_checked_against_the_scale_the_command_asks_for
         assert _violations(caught.value) == [("quota", "trainer-max on node-a")]
         within_quota = await issue(operator, **scale(3))
         assert within_quota.state == S.COMMAND_STATE_PENDING  # signed and sent
+
+
+async def test_a_hub_restart_resets_no_rate_limit(pki: Pki, tmp_path: Path) -> None:
+    """Fleet-scope limits are the hub's own count: it is kept in JetStream, not in memory."""
+    settings = hub_settings(pki, tmp_path / "hub")
+    hub = await Hub.start(settings)
+    script, _ = recording_systemctl(tmp_path)
+    agent = await Agent.start(settings_for(pki, hub, tmp_path / "agent", script))
+    rule = (
+        "  - {id: fleet-pings, kind: rate_limit, actions: [agent.ping], limit: 2, window: 1h,"
+        " per: fleet}\n"
+    )
+    ping = {"target": S.CommandTarget(node_id="node-a"), "action": "agent.ping"}
+    try:
+        await within(agent.commands.consuming.wait())
+        await apply(hub, bundle(2, rule), agent)
+        async with secure_aio_channel(hub.address, pki.user("operator")) as channel:
+            operator = command_pb2_grpc.CommandServiceStub(channel)
+            for _ in range(2):
+                await issue(operator, **ping)
+        await hub.stop()
+        hub = await Hub.start(settings)
+        async with secure_aio_channel(hub.address, pki.user("operator")) as channel:
+            operator = command_pb2_grpc.CommandServiceStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await issue(operator, **ping)
+        assert reason_of(caught.value) == "POLICY_DENIED"
+        assert _violations(caught.value) == [("rate_limit", "fleet-pings on node-a")]
+    finally:
+        await agent.stop()
+        await hub.stop()
