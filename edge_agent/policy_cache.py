@@ -1,9 +1,10 @@
 """The policy bundle this agent enforces: the last one the hub sent, kept on disk.
 
 `policy.bin` holds the signed envelope exactly as received; it is verified against
-the keyset's policy keys whenever it is loaded, so an edited file is refused, not
-trusted. Until a bundle arrives the agent enforces the built-in default
-(`policy.DEFAULT_POLICY`: `agent.ping` and shadow runs only).
+the keyset's policy keys whenever it is loaded. A file that does not verify is not
+trusted: it is moved to `policy.bin.rejected` and the built-in default (`agent.ping`
+and shadow runs only) applies until the hub sends a bundle — the same default an agent
+holds before its first bundle.
 
 Rollback protection (TUF's rule): a bundle with a lower version than the one held,
 or the same version with other content, is refused and the held one kept; a bundle
@@ -20,7 +21,7 @@ from pathlib import Path
 import policy
 from edge_agent.trust import TrustStore
 from sentinel.envelope import unwrap, verify
-from sentinel.errors import ConfigError, FailedPrecondition, InvalidArgument, SentinelError
+from sentinel.errors import FailedPrecondition, InvalidArgument, SentinelError
 from sentinel.files import replace_durably
 from sentinel.keyset import POLICY
 
@@ -39,16 +40,25 @@ class PolicyCache:
     @classmethod
     def open(cls, data_dir: Path, trust: TrustStore, now: datetime) -> PolicyCache:
         path = data_dir / POLICY_FILE
+        default = policy.load_bundle(policy.DEFAULT_POLICY)
         if not path.exists():
-            return cls(path, trust, policy.load_bundle(policy.DEFAULT_POLICY))
+            return cls(path, trust, default)
         try:
             bundle = _open(path.read_bytes(), trust, now)
         except SentinelError as exc:
-            raise ConfigError(
-                f"{path} does not verify against the trusted keyset ({exc}); move it away "
-                "and the hub sends the current policy (until then the built-in default holds)",
-                reason="POLICY_CORRUPT",
-            ) from exc
+            # Fail safe, not dead: the built-in default allows only pings, telemetry keeps
+            # flowing, and the hub sends the current bundle at the next connect. The file is
+            # kept aside for whoever investigates.
+            rejected = path.with_name(f"{POLICY_FILE}.rejected")
+            path.replace(rejected)
+            log.error(
+                "%s does not verify against the trusted keyset (%s): moved to %s; enforcing "
+                "the built-in default until the hub sends a bundle",
+                path,
+                exc,
+                rejected,
+            )
+            return cls(path, trust, default)
         return cls(path, trust, bundle)
 
     @property

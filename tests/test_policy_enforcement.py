@@ -430,3 +430,25 @@ async def test_a_hub_restart_resets_no_rate_limit(pki: Pki, tmp_path: Path) -> N
     finally:
         await agent.stop()
         await hub.stop()
+
+
+async def test_an_edited_policy_file_is_not_trusted_and_the_default_applies(
+    pki: Pki, hub: Hub, tmp_path: Path
+) -> None:
+    script, _ = recording_systemctl(tmp_path)
+    settings = settings_for(pki, hub, tmp_path / "agent", script)
+    agent = await Agent.start(settings)
+    await within(agent.commands.consuming.wait())
+    await apply(hub, bundle(2, ""), agent)
+    await agent.stop()
+    path = tmp_path / "agent" / "policy.bin"
+    edited = path.read_bytes().replace(b"safe_actions: [agent.ping]", b"safe_actions: [node.xxxx]")
+    path.write_bytes(edited)
+    await hub.stop()  # so the agent cannot simply be sent the bundle again
+    agent = await Agent.start(settings)
+    try:
+        assert agent.commands_parts.policies.version == 1  # the built-in default
+        assert (tmp_path / "agent" / "policy.bin.rejected").read_bytes() == edited
+        assert not path.exists()
+    finally:
+        await agent.stop()
