@@ -78,16 +78,17 @@ class CommandIssuer:
         self._clock = clock
         self._consumers: set[str] = set()
 
-    async def issue(self, order: IssueOrder) -> command_pb2.Command:
+    async def issue(self, order: IssueOrder) -> tuple[command_pb2.Command, bool]:
+        """The command, and whether this call created it (False: an idempotent retry)."""
         command = self._new_command(order)
         if order.request.idempotency_key:
             first = await self._claim(order, command.command_id)
             if first is not None:
-                return await self._resume(first, order)
+                return await self._resume(first, order), False
         await self._store.put_command(command)
         if not order.awaiting_approval:
             await self._publish_all(command)
-        return self._store.get(command.command_id) or command
+        return self._store.get(command.command_id) or command, True
 
     async def approve(self, command_id: str, approval: command_pb2.Approval) -> command_pb2.Command:
         """Record the approval and send the command (the caller judged it again)."""

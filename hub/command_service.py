@@ -103,10 +103,10 @@ class CommandService(command_pb2_grpc.CommandServiceServicer):
             break_glass=break_glass,
         )
         with store_unavailable("issuing a command"):
-            command = await self._issuer.issue(order)
-        if not awaiting:
+            command, created = await self._issuer.issue(order)
+        if created and not awaiting:  # a retry with the same key was counted already
             await self._gate.record(judgement)
-        if break_glass is not None:
+        if created and break_glass is not None:
             await self._announce_break_glass(command, break_glass)
         self._metrics.commands_issued(spec.name, len(command.nodes))
         return command_pb2.IssueCommandResponse(command=command)
