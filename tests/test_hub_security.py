@@ -3,14 +3,18 @@ who may connect, who may call what, and what happens to bad input."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from pathlib import Path
 
 import grpc
 import pytest
 
 from hub.app import Hub
-from hub.auth import METHOD_RULES
+from hub.auth import METHOD_RULES, Access, check_access
 from hub.server import V1_SERVICES
+from sentinel.errors import PermissionDenied
+from sentinel.identity import Identity, Kind, Role
 from sentinel.rpc_errors import reason_of
 from sentinel.tls import MIB, TlsFiles
 from sentinel.v1 import (
@@ -220,3 +224,32 @@ async def test_malformed_agent_streams_are_invalid_arguments(
     assert reason_of(caught.value) == reason
     node = hub.registry.get("node-a")
     assert node is None or (node.counters.batches_received, node.counters.gaps_announced) == (0, 0)
+
+
+def test_the_readme_rbac_table_is_the_rule_table() -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    row = r"^\| `((?:Agent|Fleet|Command|Key|Policy|Rollout|Enrollment)Service/\w+)` \| (.+) \|$"
+    rows = dict(re.findall(row, readme, re.M))
+    documented = {f"/sentinel.v1.{rpc}": who for rpc, who in rows.items()}
+    v1 = {m: a for m, a in METHOD_RULES.items() if m.startswith("/sentinel.v1.")}
+    assert documented.keys() == v1.keys()
+    for method, access in v1.items():
+        allowed = [r for r in ("node", "viewer", "operator", "admin") if r in documented[method]]
+        assert allowed == _allowed_roles(method, access), method
+
+
+def _allowed_roles(method: str, access: Access) -> list[str]:
+    """Every role tried against the rule, as the interceptor decides it."""
+    allowed = []
+    for name, role in (
+        ("node", Role.NODE), ("viewer", Role.VIEWER), ("operator", Role.OPERATOR),
+        ("admin", Role.ADMIN),
+    ):  # fmt: skip
+        kind = Kind.NODE if role is Role.NODE else Kind.USER
+        identity = Identity("sentinel.local", kind, name, role)
+        try:
+            check_access(identity, access, method)
+        except PermissionDenied:
+            continue
+        allowed.append(name)
+    return allowed
