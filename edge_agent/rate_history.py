@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import policy
@@ -19,7 +19,6 @@ from sentinel.files import replace_durably
 HISTORY_FILE = "rate-history.log"
 # Events older than this are forgotten at start: longer than any sensible window.
 KEEP = timedelta(days=31)
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class RateHistory:
@@ -45,8 +44,7 @@ class RateHistory:
     def record(self, keys: Iterable[str], at: datetime) -> None:
         """Durably note one run under each key (before it runs: a crash still counts)."""
         keys = list(keys)
-        micros = (at - _EPOCH) // timedelta(microseconds=1)
-        lines = [f"{micros} {key}\n" for key in keys]
+        lines = [f"{policy.history_line(key, at)}\n" for key in keys]
         if not lines:
             return
         self._file.write("".join(lines))

@@ -10,7 +10,7 @@ running side by side each count only what they sent themselves since they starte
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import nats.errors
 from nats.js import JetStreamContext, api
@@ -23,7 +23,6 @@ log = logging.getLogger(__name__)
 STREAM = "SENTINEL_RATE_HISTORY"
 SUBJECT = "sentinel.rate.history"
 KEEP = timedelta(days=31)
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class SentHistory:
@@ -62,7 +61,7 @@ class SentHistory:
         return self.log.count(key, since, until)
 
     async def record(self, keys: list[str], at: datetime) -> None:
-        micros = (at - _EPOCH) // timedelta(microseconds=1)
         for key in keys:
-            await self._js.publish(SUBJECT, f"{micros} {key}".encode(), stream=STREAM)
+            line = policy.history_line(key, at)
+            await self._js.publish(SUBJECT, line.encode(), stream=STREAM)
             self.log.record(key, at)

@@ -21,7 +21,7 @@ fetched by the hub), `_evaluate` (the pipeline), `_history` (the rate-limit log)
 from policy._bundle import DEFAULT_POLICY, Bundle, load_bundle
 from policy._evaluate import evaluate, rate_keys
 from policy._explain import explain
-from policy._history import SlidingWindowLog
+from policy._history import SlidingWindowLog, history_line
 from policy._model import (
     Decision,
     FleetContext,
@@ -54,6 +54,7 @@ __all__ = [
     "Verdict",
     "evaluate",
     "explain",
+    "history_line",
     "load_bundle",
     "rate_keys",
 ]

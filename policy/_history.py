@@ -75,7 +75,7 @@ class SlidingWindowLog:
         """`<epoch microseconds> <key>` per event, keys sorted, each key's events in order."""
         for key in sorted(self._events):
             for micros in self._events[key]:
-                yield f"{micros} {key}"
+                yield _line(micros, key)
 
     @classmethod
     def from_lines(cls, lines: Iterable[str]) -> SlidingWindowLog:
@@ -104,6 +104,15 @@ class SlidingWindowLog:
             events.append(micros)
         else:
             events.insert(bisect_right(events, micros), micros)
+
+
+def history_line(key: str, at: datetime) -> str:
+    """One event in the `to_lines` format, for a caller that appends to its own record."""
+    return _line(_micros(at, "at"), key)
+
+
+def _line(micros: int, key: str) -> str:
+    return f"{micros} {key}"
 
 
 def _micros(instant: datetime, what: str) -> int:

@@ -84,6 +84,7 @@ def test_public_names_are_locked() -> None:
         "Verdict",
         "evaluate",
         "explain",
+        "history_line",
         "load_bundle",
         "rate_keys",
     ]

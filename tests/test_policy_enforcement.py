@@ -13,8 +13,6 @@ import grpc
 import nats
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 from nats.aio.msg import Msg
 
 from edge_agent.app import Agent
@@ -22,7 +20,7 @@ from hub.app import Hub
 from hub.embedded_nats import EmbeddedNats
 from sentinel.envelope import seal
 from sentinel.errors import SentinelError
-from sentinel.rpc_errors import reason_of
+from sentinel.rpc_errors import reason_of, violations_of
 from sentinel.tls import secure_aio_channel
 from sentinel.v1 import command_pb2, command_pb2_grpc, policy_pb2, policy_pb2_grpc
 from tests.command_helpers import (
@@ -285,14 +283,7 @@ def _restart(**fields: object) -> dict[str, object]:
 
 
 def _violations(exc: grpc.aio.AioRpcError) -> list[tuple[str, str]]:
-    status = rpc_status.from_call(exc)  # type: ignore[arg-type]
-    assert status is not None
-    for detail in status.details:
-        if detail.Is(error_details_pb2.PreconditionFailure.DESCRIPTOR):
-            failure = error_details_pb2.PreconditionFailure()
-            detail.Unpack(failure)
-            return [(v.type, v.subject) for v in failure.violations]
-    return []
+    return [(v.kind, v.subject) for v in violations_of(exc)]
 
 
 async def test_hub_denies_before_signing_and_break_glass_runs_once_and_is_audited(

@@ -20,8 +20,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
 from edge_agent.app import Agent
@@ -30,7 +28,7 @@ from hub.app import Hub
 from hub.series import SeriesSource, prometheus_base
 from policy import PromQLSeries, SeriesSpec, TelemetryMetric, TelemetrySeries
 from sentinel.errors import ConfigError
-from sentinel.rpc_errors import reason_of
+from sentinel.rpc_errors import reason_of, violations_of
 from sentinel.tls import secure_aio_channel
 from sentinel.v1 import command_pb2, command_pb2_grpc, policy_pb2, policy_pb2_grpc
 from tests.command_helpers import quiet_agent_settings, recording_systemctl, started
@@ -123,14 +121,7 @@ async def prometheus(tmp_path: Path) -> AsyncIterator[Prometheus]:
 
 
 def _violations(exc: grpc.aio.AioRpcError) -> list[tuple[str, str]]:
-    status = rpc_status.from_call(exc)
-    assert status is not None
-    for detail in status.details:
-        if detail.Is(error_details_pb2.PreconditionFailure.DESCRIPTOR):
-            failure = error_details_pb2.PreconditionFailure()
-            detail.Unpack(failure)
-            return [(v.type, v.subject) for v in failure.violations]
-    return []
+    return [(v.kind, v.subject) for v in violations_of(exc)]
 
 
 async def _rule(
