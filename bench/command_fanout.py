@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import TypeVar
 
 import grpc
-import nats
 import psutil
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
@@ -45,11 +44,14 @@ import certs
 from edge_agent.actions.base import ActionContext, ActionSettings
 from edge_agent.app import CLOCK_FILE
 from edge_agent.commands import CommandMetrics, CommandRunner
+from edge_agent.enforcement import Enforcement
 from edge_agent.journal import CommandJournal
 from edge_agent.node_labels import LABELS_FILE, NodeLabels
+from edge_agent.policy_cache import PolicyCache
+from edge_agent.rate_history import RateHistory
 from edge_agent.trust import AgentClock, TrustStore
 from edge_agent.verifier import Verifier
-from sentinel import subjects
+from sentinel import nats_tls, subjects
 from sentinel.durations import from_proto_duration, timestamp_now
 from sentinel.tasks import cancel_and_wait
 from sentinel.tls import TlsFiles, secure_aio_channel
@@ -88,7 +90,13 @@ async def heartbeats(call: grpc.aio.StreamStreamCall, every_s: float) -> None:
 
 
 def command_runner(
-    node: str, home: Path, root_key: Path, reply: agent_pb2.HelloReply, keyset: bytes
+    node: str,
+    home: Path,
+    root_key: Path,
+    reply: agent_pb2.HelloReply,
+    keyset: bytes,
+    *,
+    tls: TlsFiles,
 ) -> CommandRunner:
     """The agent's command path as `edge_agent.app` builds it, in its own data directory."""
     home.mkdir(parents=True)
@@ -101,9 +109,14 @@ def command_runner(
         verifier=Verifier(node, trust, clock),
         trust=trust,
         journal=CommandJournal.open(home, clock.now().timestamp()),
+        # The built-in default policy (it allows agent.ping), as an agent holding no bundle.
+        enforcement=Enforcement(
+            PolicyCache.open(home, trust, clock.now()), RateHistory.open(home, clock.now()), clock
+        ),
         context=ActionContext(node, ActionSettings(), NodeLabels(home / LABELS_FILE, LABELS)),
         metrics=CommandMetrics(CollectorRegistry()),
         nats_url=lambda: reply.nats_url,
+        tls=lambda: tls,  # NATS knows the agent by its node certificate, as the real one
     )
 
 
@@ -115,7 +128,7 @@ async def start_agent(address: str, layout: certs.CertLayout, node: str, home: P
     await call.write(agent_pb2.ConnectRequest(hello=hello))
     reply = (await call.read()).hello_reply
     keyset = (await call.read()).keyset.keyset  # sent at once to an agent holding none
-    runner = command_runner(node, home, layout.root_pub, reply, keyset.SerializeToString())
+    runner = command_runner(node, home, layout.root_pub, reply, keyset.SerializeToString(), tls=tls)
     every_s = from_proto_duration(reply.heartbeat_interval).total_seconds()
     tasks = [asyncio.create_task(runner.run()), asyncio.create_task(heartbeats(call, every_s))]
     agent = SimAgent(channel, call, runner, tasks)
@@ -127,11 +140,17 @@ async def start_agent(address: str, layout: certs.CertLayout, node: str, home: P
     return agent
 
 
-async def start_responder(url: str, node: str) -> NatsClient:
+def nats_admin(layout: certs.CertLayout) -> TlsFiles:
+    """The raw baseline's clients use `bench.ping.*`, which no node may: they are nats-admin."""
+    user = certs.NATS_ADMIN
+    return TlsFiles.load(layout.ca_cert, layout.user_cert(user), layout.user_key(user))
+
+
+async def start_responder(url: str, node: str, admin: TlsFiles) -> NatsClient:
     async def answer(msg: Msg) -> None:
         await msg.respond(b"pong")
 
-    nc = await nats.connect(url)
+    nc = await nats_tls.connect(url, admin)
     await nc.subscribe(f"bench.ping.{node}", cb=answer)
     await nc.flush()
     return nc
@@ -287,8 +306,9 @@ async def measure(nodes: int, rounds: int, pki: Path, work: Path) -> Fanout:
         result.setup_s = time.perf_counter() - started
         responders: list[NatsClient] = []
         stack.push_async_callback(lambda: asyncio.gather(*(nc.close() for nc in responders)))
-        await limited(nodes, lambda i: start_responder(url, names[i]), responders)
-        requester = await nats.connect(url)
+        admin = nats_admin(layout)
+        await limited(nodes, lambda i: start_responder(url, names[i], admin), responders)
+        requester = await nats_tls.connect(url, admin)
         stack.push_async_callback(requester.close)
         await probe.watch(requester)
         for index in range(rounds + 1):  # round 0 warms up

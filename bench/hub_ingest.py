@@ -24,7 +24,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import nats
 import psutil
 from report import machine, report
 
@@ -32,7 +31,7 @@ import certs
 from edge_agent.collectors.gpu import GpuCollector
 from edge_agent.collectors.host import HostCollector
 from edge_agent.nvml.loader import open_gpu_backend
-from sentinel import subjects
+from sentinel import nats_tls, subjects
 from sentinel.tls import TlsFiles, secure_aio_channel
 from sentinel.v1 import agent_pb2, agent_pb2_grpc, telemetry_pb2
 
@@ -91,8 +90,12 @@ async def node_stream(
         call.cancel()
 
 
-async def raw_ceiling(url: str, count: int, window: int, payload: bytes) -> float:
-    nc = await nats.connect(url)
+async def raw_ceiling(
+    url: str, layout: certs.CertLayout, count: int, window: int, payload: bytes
+) -> float:
+    admin = certs.NATS_ADMIN  # every right, and mutual TLS as the hub's own connection has
+    tls = TlsFiles.load(layout.ca_cert, layout.user_cert(admin), layout.user_key(admin))
+    nc = await nats_tls.connect(url, tls)
     js = nc.jetstream()
     kv = await js.key_value(subjects.TELEMETRY_HWM_BUCKET)
     slots = asyncio.Semaphore(window)
@@ -219,7 +222,9 @@ async def measure(nodes: int, batches: int, window: int) -> dict[str, Any]:
             payload = telemetry_pb2.TelemetryBatch(
                 node_id="raw", boot_id="ceiling", seq=1, samples=[sample]
             ).SerializeToString()
-            jetstream = await raw_ceiling(words[6].rstrip(")"), nodes * batches, nodes, payload)
+            jetstream = await raw_ceiling(
+                words[6].rstrip(")"), layout, nodes * batches, nodes, payload
+            )
         finally:
             hub.terminate()
             await hub.wait()

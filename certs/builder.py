@@ -77,6 +77,18 @@ def hub_spec(trust_domain: str, dns_names: list[str], validity: Validity) -> Lea
     return LeafSpec(_subject("hub"), tuple(names), _SERVER_AND_CLIENT, validity)
 
 
+def nats_server_spec(trust_domain: str, validity: Validity) -> LeafSpec:
+    """The embedded nats-server: listens on loopback only, so it is named `localhost` and
+    `127.0.0.1`; serverAuth only (it is never a client)."""
+    names = (
+        x509.DNSName("localhost"),
+        x509.IPAddress(_LOOPBACK[0]),
+        x509.UniformResourceIdentifier(f"spiffe://{trust_domain}/nats"),
+    )
+    usages = (ExtendedKeyUsageOID.SERVER_AUTH,)
+    return LeafSpec(_subject("nats-server"), names, usages, validity)
+
+
 def new_private_key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 

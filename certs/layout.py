@@ -13,6 +13,11 @@ from pathlib import Path
 
 from sentinel.identity import validate_node_id, validate_user_name
 
+# The fixed NATS identities (user certificates): read-only events and telemetry, and
+# everything (operators' tooling, tests). The hub creates any that are missing.
+NATS_OBSERVER = "nats-observer"
+NATS_ADMIN = "nats-admin"
+
 
 @dataclass(frozen=True, slots=True)
 class CertLayout:
@@ -35,6 +40,14 @@ class CertLayout:
     @property
     def hub_key(self) -> Path:
         return self.directory / "hub.key"
+
+    @property
+    def nats_server_cert(self) -> Path:
+        return self.directory / "nats-server.crt"
+
+    @property
+    def nats_server_key(self) -> Path:
+        return self.directory / "nats-server.key"
 
     @property
     def nodes_dir(self) -> Path:
@@ -68,6 +81,10 @@ class CertLayout:
     def policy_key(self) -> Path:
         return self.signing_dir / "policy.key"
 
+    @property
+    def audit_key(self) -> Path:
+        return self.signing_dir / "audit.key"
+
     def rotated_command_key(self, key_id: str) -> Path:
         """A command key made by a rotation; `key_id` comes from `key_id_for`, never a caller."""
         if not key_id.startswith("command-") or not key_id[8:].isalnum():
@@ -79,6 +96,13 @@ class CertLayout:
 
     def node_key(self, node_id: str) -> Path:
         return self.nodes_dir / f"{validate_node_id(node_id)}.key"
+
+    def node_cert_next(self, node_id: str) -> Path:
+        """A renewed certificate staged beside the one in use (see edge_agent.cert_files)."""
+        return self.nodes_dir / f"{validate_node_id(node_id)}.crt.next"
+
+    def node_key_next(self, node_id: str) -> Path:
+        return self.nodes_dir / f"{validate_node_id(node_id)}.key.next"
 
     def user_cert(self, name: str) -> Path:
         return self.users_dir / f"{validate_user_name(name)}.crt"
@@ -96,8 +120,21 @@ class CertLayout:
             self.hub_cert,
             self.user_key("admin"),
             self.user_cert("admin"),
+            *self.nats_files,
             self.root_key,
             self.root_pub,
             self.command_key,
             self.command_pub,
+        )
+
+    @property
+    def nats_files(self) -> tuple[Path, ...]:
+        """The embedded NATS server's certificate and the fixed NATS identities."""
+        return (
+            self.nats_server_key,
+            self.nats_server_cert,
+            self.user_key(NATS_OBSERVER),
+            self.user_cert(NATS_OBSERVER),
+            self.user_key(NATS_ADMIN),
+            self.user_cert(NATS_ADMIN),
         )

@@ -1,4 +1,4 @@
-"""Ed25519 keys that sign envelopes: `root` (signs policy and key rotations) and `command`.
+"""Ed25519 keys that sign envelopes: `root` (signs the keyset), `command`, `policy`, `audit`.
 
 Invariants: private keys are PKCS#8 PEM, unencrypted, mode 0600, in a 0700
 directory, and are never overwritten (a new key is a rotation, not a re-init);
@@ -70,7 +70,17 @@ def new_command_key(layout: CertLayout) -> SigningKey:
 def policy_signer(layout: CertLayout) -> SigningKey:
     """The key that signs policy bundles; made on first use (a directory from before
     policies existed has none), never replaced."""
-    if not layout.policy_key.exists():
+    return _lazy_signer(layout, layout.policy_key, signing_pb2.KEY_PURPOSE_POLICY)
+
+
+def audit_signer(layout: CertLayout) -> SigningKey:
+    """The key that signs audit-log checkpoints and export seals; made on first use like
+    the policy key, never replaced."""
+    return _lazy_signer(layout, layout.audit_key, signing_pb2.KEY_PURPOSE_AUDIT)
+
+
+def _lazy_signer(layout: CertLayout, path: Path, purpose: signing_pb2.KeyPurpose) -> SigningKey:
+    if not path.exists():
         ensure_directory(layout.signing_dir, SIGNING_DIR_MODE)
         key = Ed25519PrivateKey.generate()
         pem = key.private_bytes(
@@ -79,8 +89,8 @@ def policy_signer(layout: CertLayout) -> SigningKey:
             serialization.NoEncryption(),
         )
         with contextlib.suppress(FailedPrecondition):  # another process made it first
-            write_secret(layout.policy_key, pem, overwrite=False)
-    return load_signer(layout.policy_key, signing_pb2.KEY_PURPOSE_POLICY)
+            write_secret(path, pem, overwrite=False)
+    return load_signer(path, purpose)
 
 
 def command_keys(layout: CertLayout) -> dict[str, SigningKey]:

@@ -44,12 +44,76 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     run_parser.add_argument("--log-level", default="info")
     run_parser.set_defaults(func=_run)
+    _register_enroll(agent_commands)
+
+
+def _register_enroll(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "enroll",
+        help="join the fleet with a bootstrap token (what `sentinel certs token create` prints)",
+    )
+    parser.add_argument("--hub", required=True, metavar="HOST:PORT", help="the enrollment port")
+    parser.add_argument("--token", required=True, help="the one-time bootstrap token")
+    parser.add_argument(
+        "--ca-hash",
+        required=True,
+        metavar="sha256:HEX",
+        help="SHA-256 of the CA's SubjectPublicKeyInfo; nothing else is trusted",
+    )
+    parser.add_argument("--data-dir", required=True, type=Path, metavar="DIR")
+    parser.add_argument("--node-id", metavar="ID", help="default: this host's name")
+    parser.add_argument(
+        "--label",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="a label this node reports about itself (repeatable)",
+    )
+    parser.add_argument(
+        "--wait",
+        default="1h",
+        metavar="DURATION",
+        help="how long to wait for an admin's approval, if the token asks for one (1h)",
+    )
+    parser.add_argument("--log-level", default="warning")
+    parser.set_defaults(func=_enroll)
+
+
+def _enroll(args: argparse.Namespace) -> int:
+    from cli.dev import default_node_id
+    from edge_agent.enroll import enroll
+
+    configure_logging(args.log_level)
+    node_id = args.node_id or default_node_id()
+    enrolled = enroll(
+        args.hub,
+        args.token,
+        args.ca_hash,
+        node_id,
+        args.data_dir,
+        labels=labels(args),
+        wait_s=parse_duration(args.wait).total_seconds(),
+        on_pending=lambda enrollment_id: print(
+            f"waiting for an admin: sentinel certs approve {enrollment_id}", flush=True
+        ),
+    )
+    print(
+        f"enrolled as node {enrolled.node_id} (certificate {enrolled.serial}); "
+        f"run: sentinel agent run --data-dir {args.data_dir} --hub {enrolled.hub_address}",
+        flush=True,
+    )
+    return 0
 
 
 def add_agent_arguments(parser: argparse.ArgumentParser, *, hub_required: bool) -> None:
     if hub_required:
         parser.add_argument("--hub", required=True, metavar="HOST:PORT")
-        parser.add_argument("--certs", required=True, type=Path, metavar="DIR")
+        parser.add_argument(
+            "--certs",
+            type=Path,
+            metavar="DIR",
+            help="certificate directory (default: DATA_DIR/certs, where `agent enroll` writes)",
+        )
         parser.add_argument("--data-dir", required=True, type=Path, metavar="DIR")
     parser.add_argument(
         "--node-id",
@@ -232,7 +296,7 @@ def _run(args: argparse.Namespace) -> int:
             reason="INVALID_ARGUMENT",
         )
     settings = AgentSettings(
-        certs_dir=args.certs,
+        certs_dir=args.certs or args.data_dir / "certs",
         data_dir=args.data_dir,
         node_id=args.node_id,
         labels=labels(args),

@@ -13,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from certs import CertLayout, init_ca, issue_node_certificate, issue_user_certificate
+from cli import enrollment
 from sentinel.errors import InvalidArgument
 from sentinel.identity import DEFAULT_TRUST_DOMAIN
 
@@ -28,6 +29,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     commands = parser.add_subparsers(dest="certs_command", required=True, metavar="SUBCOMMAND")
     _register_init(commands)
     _register_issue(commands)
+    enrollment.register(commands)
 
 
 def _register_init(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

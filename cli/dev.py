@@ -43,6 +43,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="HOST:PORT",
         help="hub address (default 127.0.0.1:7443; port 0 picks a free one)",
     )
+    parser.add_argument(
+        "--enroll-listen",
+        metavar="HOST:PORT",
+        help="enrollment port for new nodes (default: the --listen port + 1, or a free port "
+        "when --listen asks for port 0)",
+    )
     add_prometheus_argument(parser)
     add_agent_arguments(parser, hub_required=False)
     parser.add_argument("--log-level", default="warning")
@@ -63,19 +69,41 @@ def prepare_certs(certs_dir: Path, node_id: str) -> None:
         certs.issue_node_certificate(certs_dir, node_id)
 
 
+def enroll_listen_for(listen: str) -> str:
+    """The port after the hub's, on the same host; a free one when the hub's is chosen."""
+    host, _, port = listen.rpartition(":")
+    return f"{host}:{int(port) + 1 if port.isdigit() and int(port) else 0}"
+
+
 def dev_config(data_dir: Path, hub: Hub, node_id: str) -> dict[str, Any]:
     layout = certs.CertLayout(data_dir / "certs")
     return {
         "hub_address": hub.address,
+        "enroll_address": hub.trust.enroll_address,
         "nats_url": hub.nats_url,
         "hub_metrics_url": hub.metrics_url,
         "certs_dir": str(layout.directory),
         "ca_cert": str(layout.ca_cert),
         "admin_cert": str(layout.user_cert("admin")),
         "admin_key": str(layout.user_key("admin")),
+        # NATS takes mutual TLS from the same CA: read-only events and telemetry, or all.
+        "nats_ca": str(layout.ca_cert),
+        "nats_observer_cert": str(layout.user_cert(certs.NATS_OBSERVER)),
+        "nats_observer_key": str(layout.user_key(certs.NATS_OBSERVER)),
+        "nats_admin_cert": str(layout.user_cert(certs.NATS_ADMIN)),
+        "nats_admin_key": str(layout.user_key(certs.NATS_ADMIN)),
         "node_id": node_id,
         "data_dir": str(data_dir),
     }
+
+
+def nats_sub_line(config: dict[str, Any]) -> str:
+    """Fleet events with the official `nats` CLI, as the read-only observer."""
+    return (
+        f"nats sub -s {config['nats_url']} --tlsca {config['nats_ca']} "
+        f"--tlscert {config['nats_observer_cert']} --tlskey {config['nats_observer_key']} "
+        "'sentinel.events.>'"
+    )
 
 
 def grpcurl_line(config: dict[str, Any]) -> str:
@@ -105,6 +133,7 @@ async def run_dev(args: argparse.Namespace) -> None:
             data_dir=data_dir / "hub",
             metrics_listen="127.0.0.1:0",
             prometheus_url=args.prometheus,
+            enroll_listen=args.enroll_listen or enroll_listen_for(args.listen),
         )
     )
     try:
@@ -130,8 +159,10 @@ async def run_dev(args: argparse.Namespace) -> None:
     print(f"Sentinel dev is running: hub {hub.address}, NATS {hub.nats_url}, node {node_id}")
     print(f"  export SENTINEL_CONFIG={config_path}")
     print("  sentinel fleet ls")
+    print("  sentinel certs token create --ttl 1h   # prints the line that joins another node")
     print(f"  {grpcurl_line(config)}")
     print(f"  curl {config['agent_metrics_url']}   # dcgm-exporter names, node and agent health")
+    print(f"  {nats_sub_line(config)}   # events, read-only (nats_* keys in dev.json)")
     print("Press Ctrl-C to stop.", flush=True)
     stop = termination_requested()
     await stop.wait()

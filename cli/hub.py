@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from datetime import timedelta
 from pathlib import Path
 
 from cli.runtime import run
@@ -29,7 +30,26 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--enroll-listen",
         metavar="HOST:PORT",
-        help="enrollment listener (reserved; not served yet)",
+        help="serve enrollment (bootstrap tokens) on this server-authenticated TLS port; "
+        "default: off",
+    )
+    parser.add_argument(
+        "--advertise",
+        metavar="HOST:PORT",
+        help="the address agents should dial (default: the --listen address; a wildcard host "
+        "becomes this host's name)",
+    )
+    parser.add_argument(
+        "--node-cert-validity",
+        default="720h",
+        metavar="DURATION",
+        help="validity of node certificates issued at enrollment and renewal (720h, 30 days)",
+    )
+    parser.add_argument(
+        "--revocation-poll",
+        default="10s",
+        metavar="DURATION",
+        help="how often this hub re-reads the revoked set that every hub shares (10s)",
     )
     parser.add_argument(
         "--nats", metavar="URL", help="external NATS URL; default: start an embedded nats-server"
@@ -73,6 +93,9 @@ def _run(args: argparse.Namespace) -> int:
         nats_url=args.nats,
         nats_sync=_nats_sync(args.nats_sync),
         enroll_listen=args.enroll_listen,
+        advertise=args.advertise,
+        node_cert_validity=_positive(args.node_cert_validity, "--node-cert-validity"),
+        revocation_poll_interval=_positive(args.revocation_poll, "--revocation-poll"),
         metrics_listen=args.metrics or None,
         prometheus_url=args.prometheus,
         fleet=FleetSettings(
@@ -111,3 +134,10 @@ def _nats_sync(text: str) -> str:
     if interval.total_seconds() <= 0:
         raise InvalidArgument("--nats-sync must be 'always' or positive", reason="INVALID_DURATION")
     return text
+
+
+def _positive(text: str, flag: str) -> timedelta:
+    value = parse_duration(text)
+    if value.total_seconds() <= 0:
+        raise InvalidArgument(f"{flag} must be positive", reason="INVALID_DURATION")
+    return value

@@ -22,14 +22,14 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from cli import agent, certs, commands, dev, fleet, hub, keys, policy
+    from cli import agent, audit, certs, commands, dev, fleet, hub, keys, policy
 
     parser = argparse.ArgumentParser(
         prog="sentinel", description="Autonomous controller for AI/ML GPU fleets."
     )
     parser.add_argument("--version", action="version", version=f"sentinel {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (dev, hub, agent, certs, fleet, commands, keys, policy):
+    for module in (dev, hub, agent, certs, fleet, commands, keys, policy, audit):
         module.register(subparsers)
     return parser
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +26,8 @@ from prometheus_client import CollectorRegistry
 import certs
 from edge_agent.actions import NvmlPowerControl, read_node_labels
 from edge_agent.actions.base import ActionContext, PowerControl
+from edge_agent.audit_journal import AuditJournal
+from edge_agent.audit_shipper import AuditShipper
 from edge_agent.collectors.gpu import GpuCollector
 from edge_agent.collectors.host import HostCollector
 from edge_agent.collectors.pods import PodAttributor
@@ -39,6 +42,7 @@ from edge_agent.node_labels import LABELS_FILE, NodeLabels
 from edge_agent.nvml.loader import open_gpu_backend
 from edge_agent.policy_cache import PolicyCache
 from edge_agent.rate_history import RateHistory
+from edge_agent.renewal import CertRenewer, RenewalMetrics
 from edge_agent.settings import AgentSettings
 from edge_agent.spool import Spool
 from edge_agent.state import SequenceState
@@ -47,6 +51,7 @@ from edge_agent.verifier import Verifier
 from sentinel import __version__
 from sentinel.durations import timestamp_now, to_proto_duration
 from sentinel.errors import SentinelError
+from sentinel.identity import Kind, spiffe_id
 from sentinel.metrics_http import MetricsServer, serve_metrics
 from sentinel.tasks import cancel_and_wait, termination_requested
 from sentinel.v1 import agent_pb2, telemetry_pb2
@@ -71,6 +76,8 @@ class CommandParts:
     power: PowerControl | None
     policies: PolicyCache
     history: RateHistory
+    # The audit journal (its actor is the node's SPIFFE id, known once the certificate is).
+    audit: AuditJournal | None = None
 
     @classmethod
     async def open(cls, settings: AgentSettings, node_id: str, nvml: Any) -> CommandParts:
@@ -117,6 +124,8 @@ class Agent:
     ) -> None:
         self.settings = settings
         self.node_id = credentials.node_id
+        # Replaced by each renewal; the link and the command consumer read it from here.
+        self.credentials = credentials
         self.sequence = sequence
         self._host = host
         self._gpu = gpu
@@ -159,6 +168,16 @@ class Agent:
             ),
             metrics=CommandMetrics(self.metrics.registry),
             nats_url=lambda: settings.commands.nats_url or self.link.nats_url,
+            tls=lambda: self.credentials.tls,
+            audit=AuditShipper(self.node_id, commands.audit) if commands.audit else None,
+        )
+        self.renewer = CertRenewer(
+            credentials,
+            settings.certs_dir,
+            settings.link.hub_address,
+            on_renewed=self._use_credentials,
+            metrics=RenewalMetrics(self.metrics.registry),
+            settings=settings.renewal,
         )
         self.metrics_server: MetricsServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -183,6 +202,11 @@ class Agent:
             commands = await CommandParts.open(settings, credentials.node_id, nvml)
             undo.callback(commands.journal.close)
             undo.callback(commands.history.close)
+            commands.audit = AuditJournal.open(
+                settings.data_dir,
+                spiffe_id(credentials.trust_domain, Kind.NODE, credentials.node_id),
+            )
+            undo.callback(commands.audit.close)
             # A batch spooled just before a crash keeps its seq: never issue it again.
             sequence.advance_past(spool.last_seq)
             agent = cls(
@@ -210,6 +234,7 @@ class Agent:
             asyncio.create_task(agent._sample_forever(), name="agent-sampler"),
             asyncio.create_task(agent.link.run(), name="agent-hub-link"),
             asyncio.create_task(agent.commands.run(), name="agent-commands"),
+            asyncio.create_task(agent.renewer.run(), name="agent-cert-renewer"),
         ]
         log.info(
             "agent %s started (boot %s, GPU backend %s)", agent.node_id, sequence.boot_id, backend
@@ -223,6 +248,11 @@ class Agent:
         if self._gpu is not None:
             self.gpu_inventory = await loop.run_in_executor(self._executor, self._gpu.start)
             self._gpu.system_info().fill(self.host_inventory)
+
+    def _use_credentials(self, credentials: NodeCredentials) -> None:
+        """A renewed certificate: the hub link moves to it now, NATS at its next connect."""
+        self.credentials = credentials
+        self.link.use_credentials(credentials.tls)
 
     def _hello(self) -> agent_pb2.AgentHello:
         return agent_pb2.AgentHello(
@@ -285,9 +315,9 @@ class Agent:
         """Idempotent: seal, drain briefly, then cancel the owned tasks."""
         if not self._tasks:
             return
-        sampler, link, commands = self._tasks
+        sampler, link, commands, renewer = self._tasks
         self._tasks = []
-        await cancel_and_wait(sampler, commands)
+        await cancel_and_wait(sampler, commands, renewer)
         self.commands.close()
         self.seal()
         if self.link.connected.is_set():
@@ -327,9 +357,16 @@ class Agent:
 
 
 async def run_agent(settings: AgentSettings) -> None:
-    """Run until SIGTERM or SIGINT, then stop gracefully."""
+    """Run until SIGTERM or SIGINT, then stop gracefully. SIGUSR1 renews the certificate now."""
     stop = termination_requested()
+    # Installed before start, so an early SIGUSR1 is kept for the renewer, not fatal.
+    renew_requested = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGUSR1, renew_requested.set)
     agent = await Agent.start(settings)
+    loop.add_signal_handler(signal.SIGUSR1, agent.renewer.renew_now)
+    if renew_requested.is_set():
+        agent.renewer.renew_now()
     print(
         f"sentinel agent {agent.node_id} on {socket.gethostname()} -> {settings.link.hub_address}",
         flush=True,

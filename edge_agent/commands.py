@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +33,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from edge_agent.actions import executor_for
 from edge_agent.actions.base import ActionContext, Outcome
+from edge_agent.audit_shipper import AuditShipper
 from edge_agent.backoff import Backoff
 from edge_agent.enforcement import Enforcement
 from edge_agent.journal import CommandJournal
@@ -41,8 +43,10 @@ from sentinel import actions, subjects
 from sentinel.durations import format_time, timestamp_now
 from sentinel.errors import InvalidArgument
 from sentinel.events import build_event
+from sentinel.nats_tls import client_ssl_context, wants_tls
 from sentinel.refusals import CommandRefused, ExecutionFailed, Reason
 from sentinel.tasks import cancel_and_wait
+from sentinel.tls import TlsFiles
 from sentinel.v1 import command_pb2
 
 log = logging.getLogger(__name__)
@@ -55,6 +59,8 @@ DEFER_UNKNOWN_KEY_DELIVERIES = 2
 # How often the agent looks at its policy's expiry when no command arrives: it enters
 # safe mode (and says so) at most this long after the bundle expired.
 POLICY_CHECK_S = 5.0
+# Reconnects within one NATS session before it ends and a new one starts afresh.
+RECONNECT_ATTEMPTS = 5
 # Tell JetStream a long action is still running, well inside its ack wait (60 s).
 IN_PROGRESS_EVERY_S = 15.0
 
@@ -109,8 +115,12 @@ class CommandRunner:
         context: ActionContext,
         metrics: CommandMetrics,
         nats_url: Callable[[], str],
+        tls: Callable[[], TlsFiles],
+        audit: AuditShipper | None = None,
     ) -> None:
         self._node_id = node_id
+        # The agent's audit journal (and its shipper, run during each NATS session).
+        self._audit = audit
         self._verifier = verifier
         self._trust = trust
         self._journal = journal
@@ -118,6 +128,8 @@ class CommandRunner:
         self._context = context
         self.metrics = metrics
         self._nats_url = nats_url
+        # Called at each (re)connect: a rotated certificate is used from the next one on.
+        self._tls = tls
         self._actions = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sentinel-action")
         self._backoff = Backoff(0.5, 15.0)
         self.consuming = asyncio.Event()
@@ -142,16 +154,26 @@ class CommandRunner:
             self._actions.shutdown(wait=False, cancel_futures=True)
 
     async def _session(self, url: str) -> None:
+        # A tls:// NATS (the hub's embedded one) knows this node by its certificate and lets
+        # it read replies under its own inbox prefix only; a nats:// one is a user's own.
         nc = await nats.connect(
             url,
             name=f"sentinel-agent-{self._node_id}",
             connect_timeout=5,
-            max_reconnect_attempts=-1,
+            # nats-py reconnects with this session's TLS context and URL: after a few failed
+            # tries the session ends, and the next one uses the current certificate (it may
+            # have been rotated) and the URL the hub announced last.
+            max_reconnect_attempts=RECONNECT_ATTEMPTS,
             reconnect_time_wait=1,
             error_cb=_quiet,
+            inbox_prefix=subjects.node_inbox_prefix(self._node_id),
+            tls=client_ssl_context(self._tls()) if wants_tls(url) else None,
         )
+        shipping: list[asyncio.Task[None]] = []
         try:
             js = nc.jetstream(timeout=10)
+            if self._audit is not None:
+                shipping.append(asyncio.create_task(self._audit.run(js), name="agent-audit-ship"))
             subscription = await self._bind(js)
             self._backoff.reset()
             await self._report_interrupted(js)
@@ -166,8 +188,12 @@ class CommandRunner:
                 for message in messages:
                     await self.handle(js, message)
         finally:
+            for task in shipping:
+                task.cancel()
             with contextlib.suppress(Exception):
                 await nc.close()
+            # Last: while this session is being cancelled, the wait re-raises that cancel.
+            await cancel_and_wait(*shipping)
 
     async def _bind(self, js: JetStreamContext) -> Any:
         name = subjects.command_consumer(self._node_id)
@@ -224,6 +250,7 @@ class CommandRunner:
             data = result.SerializeToString()
             self._journal.finish(entry.command_id, entry.stream_seq, entry.not_after_s, data)
             self.metrics.completed.labels(action="unknown", state="interrupted").inc()
+            await self._record_outcome(result)
             await self._publish(js, data)
 
     async def handle(self, js: JetStreamContext, message: Msg) -> None:
@@ -240,7 +267,7 @@ class CommandRunner:
                 self.metrics.deferred.inc()
                 await message.nak(delay=DEFER_UNKNOWN_KEY_S)
                 return
-            data = self._refused_before_journal(refusal, seq, message)
+            data = await self._refused_before_journal(refusal, seq, message)
         else:
             data = await self._decide(command, seq, message)
         await self._publish(js, data)
@@ -257,7 +284,9 @@ class CommandRunner:
             raise CommandRefused(Reason.MALFORMED, f"verification error: {exc!r}") from exc
         return verified
 
-    def _refused_before_journal(self, refusal: CommandRefused, seq: int, message: Msg) -> bytes:
+    async def _refused_before_journal(
+        self, refusal: CommandRefused, seq: int, message: Msg
+    ) -> bytes:
         command_id = refusal.details.get("command_id", "")
         entry = self._journal.lookup(command_id) if command_id else None
         if entry is not None and entry.stream_seq == seq and entry.result is not None:
@@ -274,6 +303,7 @@ class CommandRunner:
         if not command_id:
             msg_id = (message.headers or {}).get("Nats-Msg-Id", "")
             result.claimed_command_id = msg_id.partition("/")[0][:64]
+        await self._record_outcome(result)
         return result.SerializeToString()
 
     async def _decide(self, command: VerifiedCommand, seq: int, message: Msg) -> bytes:
@@ -284,14 +314,16 @@ class CommandRunner:
                 return entry.result
             self.metrics.refused.labels(reason=Reason.REPLAYED).inc()
             log.warning("refused command %s: REPLAYED", payload.command_id)
-            return self._result(
+            replay = self._result(
                 payload.command_id,
                 seq,
                 S.COMMAND_STATE_REFUSED,
                 Reason.REPLAYED,
                 f"command {payload.command_id} was already received (stream seq "
                 f"{entry.stream_seq}); this copy (seq {seq}) is not run",
-            ).SerializeToString()
+            )
+            await self._record_outcome(replay, payload.action)
+            return replay.SerializeToString()
         not_after_s = command.not_after.timestamp()
         try:
             executor, params = await self._admit(payload)
@@ -305,15 +337,66 @@ class CommandRunner:
             text = f"the executor's check failed before anything ran: {exc!r}"
         else:
             state = S.COMMAND_STATE_UNSPECIFIED
+        if state == S.COMMAND_STATE_UNSPECIFIED and not await self._intent_recorded(payload, seq):
+            self.metrics.refused.labels(reason=Reason.AUDIT_UNAVAILABLE).inc()
+            state, reason = S.COMMAND_STATE_REFUSED, Reason.AUDIT_UNAVAILABLE.value
+            text = "the audit journal cannot be written, and nothing runs without its intent"
         if state != S.COMMAND_STATE_UNSPECIFIED:
-            data = self._result(payload.command_id, seq, state, reason, text).SerializeToString()
+            refused = self._result(payload.command_id, seq, state, reason, text)
+            data = refused.SerializeToString()
             await self._in_thread(self._journal.finish, payload.command_id, seq, not_after_s, data)
+            await self._record_outcome(refused, payload.action)
             return data
         await self._in_thread(self._journal.begin, payload.command_id, seq, not_after_s)
         result = await self._execute(payload, seq, executor, params, message)
         data = result.SerializeToString()
         await self._in_thread(self._journal.finish, payload.command_id, seq, not_after_s, data)
+        await self._record_outcome(result, payload.action)
         return data
+
+    async def _intent_recorded(self, payload: command_pb2.CommandPayload, seq: int) -> bool:
+        """The intent, fsynced in the audit journal before the executor may run."""
+        mode = S.CommandMode.Name(payload.mode).removeprefix("COMMAND_MODE_").lower()
+        details = {"action": payload.action, "mode": mode, "stream_seq": seq}
+        details |= {"issuer": payload.issuer, "hub_policy_version": payload.policy_version}
+        try:
+            await self._record("command.intent", payload.command_id, "begun", "", details)
+        except OSError as exc:
+            log.error("audit journal refused the intent of %s: %r", payload.command_id, exc)
+            return False
+        return True
+
+    async def _record_outcome(self, result: command_pb2.CommandResult, action: str = "") -> None:
+        """`command.<state>` in the audit journal; a disk that refuses it is logged (the
+        outcome stands, and is reported to the hub, which records it too)."""
+        state = S.CommandState.Name(result.state).removeprefix("COMMAND_STATE_").lower()
+        details: dict[str, Any] = {"stream_seq": result.stream_seq, "message": result.message}
+        if action:
+            details["action"] = action
+        if result.claimed_command_id:
+            details["claimed_command_id"] = result.claimed_command_id
+        try:
+            await self._record(f"command.{state}", result.command_id, state, result.reason, details)
+        except OSError as exc:
+            log.error("audit journal refused the outcome of %s: %r", result.command_id, exc)
+
+    async def _record(
+        self, action: str, target: str, outcome: str, reason: str, details: dict[str, Any]
+    ) -> None:
+        """Append on the action thread (it fsyncs), then wake the shipper."""
+        if self._audit is None:
+            return
+        append = functools.partial(
+            self._audit.journal.append,
+            action,
+            target=target,
+            outcome=outcome,
+            reason=reason,
+            policy_version=self._enforcement.policies.version,
+            details=details,
+        )
+        await self._in_thread(append)
+        self._audit.changed.set()
 
     async def _admit(
         self, payload: command_pb2.CommandPayload
@@ -414,6 +497,8 @@ class CommandRunner:
 
     def close(self) -> None:
         self._journal.close()
+        if self._audit is not None:
+            self._audit.journal.close()
         self._enforcement.close()
 
 

@@ -1,7 +1,9 @@
 """Finds the agent's own certificate: its node id comes from the certificate only.
 
 `DIR/nodes/<id>.crt|.key`, or the single node certificate in `DIR/nodes/`. A
-`--node-id` that does not match the certificate is refused at start.
+`--node-id` that does not match the certificate is refused at start, and so is a key
+that does not match it. A certificate switch a crash interrupted is finished or
+discarded first (see edge_agent.cert_files).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import certs
+from edge_agent.cert_files import finish_interrupted_switch, pair_matches, staged_node_ids
 from sentinel.errors import ConfigError, SentinelError
 from sentinel.identity import Kind, identity_from_pem, validate_node_id
 from sentinel.tls import TlsFiles
@@ -25,8 +28,9 @@ class NodeCredentials:
 def load_node_credentials(certs_dir: Path, node_id: str | None) -> NodeCredentials:
     layout = certs.CertLayout(certs_dir)
     trust_domain = certs.load_trust_domain(certs_dir)
+    for staged in [node_id] if node_id is not None else staged_node_ids(layout):
+        finish_interrupted_switch(layout, validate_node_id(staged))
     if node_id is not None:
-        validate_node_id(node_id)
         cert_path = layout.node_cert(node_id)
         if not cert_path.exists():
             raise ConfigError(
@@ -44,6 +48,8 @@ def load_node_credentials(certs_dir: Path, node_id: str | None) -> NodeCredentia
         ) from exc
     if identity.kind is not Kind.NODE:
         raise ConfigError(f"{cert_path} is not a node certificate", reason="NODE_CERT_INVALID")
+    if not pair_matches(tls.cert_pem, tls.key_pem):
+        raise ConfigError(f"{key_path} does not match {cert_path}", reason="NODE_KEY_MISMATCH")
     if node_id is not None and identity.name != node_id:
         raise ConfigError(
             f"--node-id {node_id!r} does not match the certificate's node id {identity.name!r}",

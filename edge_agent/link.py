@@ -6,12 +6,17 @@ the backlog after a reconnect, heartbeats when idle) and a receiver (acknowledge
 remove batches from the spool). Any failure ends the session; the next one starts
 after an exponential, jittered backoff. Unacknowledged batches stay in the spool and
 are sent again, so none is lost; the hub drops the copies it already holds.
+
+A renewed certificate (`use_credentials`) moves the link to a new channel, make before
+break: the sender stops at its next message boundary, the batches in flight are
+acknowledged (for at most `switch_drain_s`), then a new session starts at once (no
+backoff) with the new certificate, and the old stream ends only once the hub answered
+the new hello, so the hub never sees the node go offline. Nothing is lost or sent twice.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Callable
@@ -47,6 +52,15 @@ class SessionEnded(Exception):
     """The hub closed the stream or answered something unusable."""
 
 
+class _Switching(SessionEnded):
+    """The session was drained to move to a renewed certificate. Its receiver keeps
+    reading (cancelling a read would cancel the call) until the next session is up."""
+
+    def __init__(self, receiver: asyncio.Task[None]) -> None:
+        super().__init__("moving to the renewed certificate")
+        self.receiver = receiver
+
+
 class HubLink:
     def __init__(
         self,
@@ -77,41 +91,78 @@ class HubLink:
         self.nats_url = _read_text(nats_url_file)
         self.last_error = ""
         self._rehello = asyncio.Event()
+        self._switch = asyncio.Event()
+        # The certificate of the session that is up (None while none is).
+        self.session_tls: TlsFiles | None = None
+        # A session drained for a switch, ended once the next one is answered.
+        self._previous: tuple[grpc.aio.Channel, asyncio.Task[None]] | None = None
 
     async def run(self) -> None:
-        while True:
-            try:
-                await self._session()
-            except (grpc.aio.AioRpcError, SessionEnded, TimeoutError, OSError) as exc:
-                text = describe(exc) if isinstance(exc, grpc.RpcError) else str(exc)
-                if text != self.last_error:
-                    log.warning("hub link down: %s", text)
-                self.last_error = text
-            self.connected.clear()
-            await asyncio.sleep(self._backoff.next_delay_s())
+        try:
+            while True:
+                try:
+                    await self._session()
+                except _Switching:
+                    continue  # at once: the old stream stays up until the new hello is answered
+                except (grpc.aio.AioRpcError, SessionEnded, TimeoutError, OSError) as exc:
+                    text = describe(exc) if isinstance(exc, grpc.RpcError) else str(exc)
+                    if text != self.last_error:
+                        log.warning("hub link down: %s", text)
+                    self.last_error = text
+                await self._end_previous()
+                self.connected.clear()
+                self.session_tls = None
+                if not self._switch.is_set():  # new credentials are tried at once
+                    await _first_of(self._switch, timeout_s=self._backoff.next_delay_s())
+        finally:
+            await self._end_previous()
+
+    def use_credentials(self, tls: TlsFiles) -> None:
+        """Move to a renewed certificate: drain the session, then reconnect with `tls`."""
+        self._tls = tls
+        self._switch.set()
 
     async def _session(self) -> None:
-        async with secure_aio_channel(self._settings.hub_address, self._tls) as channel:
-            call = agent_pb2_grpc.AgentServiceStub(channel).Connect()
-            try:
-                hello = self._hello()
-                await call.write(agent_pb2.ConnectRequest(hello=hello))
-                async with asyncio.timeout(self._settings.hello_timeout_s):
-                    first = await call.read()
-                if first is grpc.aio.EOF or first.WhichOneof("message") != "hello_reply":
-                    raise SessionEnded("hub did not answer the hello")
-                reply = first.hello_reply
-                self._spool.acknowledge_through(reply.acked_seq)
-                self._remember_nats_url(reply.nats_url)
-                self._trust.hub_version = reply.keyset_version
-                self._backoff.reset()
-                self.sessions += 1
-                self.last_error = ""
-                self.connected.set()
-                log.info("connected to hub %s (%s)", reply.hub_id, self._settings.hub_address)
-                await self._exchange(call, hello.boot_id)
-            finally:
+        tls = self._tls
+        self._switch.clear()
+        channel = secure_aio_channel(self._settings.hub_address, tls)
+        call = agent_pb2_grpc.AgentServiceStub(channel).Connect()
+        switching: _Switching | None = None
+        try:
+            hello = self._hello()
+            await call.write(agent_pb2.ConnectRequest(hello=hello))
+            async with asyncio.timeout(self._settings.hello_timeout_s):
+                first = await call.read()
+            if first is grpc.aio.EOF or first.WhichOneof("message") != "hello_reply":
+                raise SessionEnded("hub did not answer the hello")
+            await self._end_previous()
+            reply = first.hello_reply
+            self._spool.acknowledge_through(reply.acked_seq)
+            self._remember_nats_url(reply.nats_url)
+            self._trust.hub_version = reply.keyset_version
+            self._backoff.reset()
+            self.sessions += 1
+            self.last_error = ""
+            self.session_tls = tls
+            self.connected.set()
+            log.info("connected to hub %s (%s)", reply.hub_id, self._settings.hub_address)
+            await self._exchange(call, hello.boot_id)
+        except _Switching as exc:
+            switching = exc
+            raise
+        finally:
+            if switching is not None:
+                self._previous = (channel, switching.receiver)
+            else:
                 call.cancel()
+                await channel.close()
+
+    async def _end_previous(self) -> None:
+        if self._previous is not None:
+            channel, receiver = self._previous
+            self._previous = None
+            await cancel_and_wait(receiver)  # cancels the old call
+            await channel.close()
 
     def rehello(self) -> None:
         """Start a new session, so the hub hears a fresh hello (e.g. new labels)."""
@@ -125,16 +176,26 @@ class HubLink:
 
     async def _exchange(self, call: grpc.aio.StreamStreamCall, boot_id: str) -> None:
         in_flight: set[int] = set()
+        acked, stop_sending = asyncio.Event(), asyncio.Event()
         self._rehello.clear()
-        sender = asyncio.create_task(self._send(call, in_flight), name="agent-link-sender")
+        sender = asyncio.create_task(
+            self._send(call, in_flight, stop_sending), name="agent-link-sender"
+        )
         receiver = asyncio.create_task(
-            self._receive(call, boot_id, in_flight), name="agent-link-receiver"
+            self._receive(call, boot_id, in_flight, acked), name="agent-link-receiver"
         )
         rehello = asyncio.create_task(self._rehello.wait(), name="agent-link-rehello")
+        switch = asyncio.create_task(self._switch.wait(), name="agent-link-switch")
+        handed_over: asyncio.Task[None] | None = None
         try:
             done, _ = await asyncio.wait(
-                {sender, receiver, rehello}, return_when=asyncio.FIRST_COMPLETED
+                {sender, receiver, rehello, switch}, return_when=asyncio.FIRST_COMPLETED
             )
+            if switch in done:
+                stop_sending.set()
+                await self._drain(sender, receiver, in_flight, acked)
+                handed_over = receiver
+                raise _Switching(receiver)
             if rehello in done:
                 self._backoff.reset()
                 raise SessionEnded("new hello requested")
@@ -142,16 +203,44 @@ class HubLink:
                 task.result()  # re-raise what ended the session
             raise SessionEnded("hub link tasks ended")
         finally:
-            await cancel_and_wait(sender, receiver, rehello)
+            owned = (sender, receiver, rehello, switch)
+            await cancel_and_wait(*(task for task in owned if task is not handed_over))
 
-    async def _send(self, call: grpc.aio.StreamStreamCall, in_flight: set[int]) -> None:
+    async def _drain(
+        self,
+        sender: asyncio.Task[None],
+        receiver: asyncio.Task[None],
+        in_flight: set[int],
+        acked: asyncio.Event,
+    ) -> None:
+        """Let the sender stop at a message boundary, then wait (bounded) for the acks of
+        what is in flight. What stays unacknowledged is sent again on the next session."""
+        log.debug("switching: %d batches in flight", len(in_flight))
+        try:
+            async with asyncio.timeout(self._settings.switch_drain_s):
+                await sender
+                while in_flight and not receiver.done():
+                    acked.clear()
+                    await acked.wait()
+        except TimeoutError:
+            log.warning(
+                "%d batches unacknowledged after %g s; sending them again after the switch",
+                len(in_flight),
+                self._settings.switch_drain_s,
+            )
+        if receiver.done():
+            receiver.result()  # the stream ended meanwhile: not a clean switch
+
+    async def _send(
+        self, call: grpc.aio.StreamStreamCall, in_flight: set[int], stop: asyncio.Event
+    ) -> None:
         loop = asyncio.get_running_loop()
         heartbeat_s = self._settings.heartbeat_interval.total_seconds()
         backlog_end = self._spool.newest_seq() or 0
         gaps_sent: set[tuple[int, int]] = set()
         last_sent = 0
         last_write = loop.time()
-        while True:
+        while not stop.is_set():
             self._spool.changed.clear()
             for gap in self._spool.gaps():
                 if (gap.from_seq, gap.to_seq) not in gaps_sent:
@@ -174,12 +263,26 @@ class HubLink:
                 )
                 last_write = loop.time()
                 continue
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(idle_left):
-                    await self._spool.changed.wait()
+            await _first_of(self._spool.changed, stop, timeout_s=idle_left)
 
     async def _receive(
-        self, call: grpc.aio.StreamStreamCall, boot_id: str, in_flight: set[int]
+        self,
+        call: grpc.aio.StreamStreamCall,
+        boot_id: str,
+        in_flight: set[int],
+        acked: asyncio.Event,
+    ) -> None:
+        try:
+            await self._read_responses(call, boot_id, in_flight, acked)
+        finally:
+            acked.set()  # wakes a drain waiting for acks that will not come now
+
+    async def _read_responses(
+        self,
+        call: grpc.aio.StreamStreamCall,
+        boot_id: str,
+        in_flight: set[int],
+        acked: asyncio.Event,
     ) -> None:
         while True:
             response = await call.read()
@@ -190,6 +293,7 @@ class HubLink:
                 in_flight.discard(response.ack.seq)
                 self._spool.acknowledge(response.ack.seq)
                 self.acks_received += 1
+                acked.set()
             elif kind == "gap_ack":
                 self._spool.gap_acknowledged(response.gap_ack.from_seq, response.gap_ack.to_seq)
             elif kind == "keyset":
@@ -211,3 +315,15 @@ class HubLink:
             self._policies.offer(envelope, self._clock())
         except SentinelError as exc:  # the held bundle stays in force
             log.error("policy bundle from the hub refused (%s): %s", exc.reason, exc)
+
+
+async def _first_of(*events: asyncio.Event, timeout_s: float) -> None:
+    """Return when one of `events` is set or after `timeout_s`, whichever comes first."""
+    if any(event.is_set() for event in events):
+        return
+    waits = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waits, timeout=max(0.0, timeout_s), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()

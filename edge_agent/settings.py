@@ -21,6 +21,9 @@ class LinkSettings:
     # Re-sending a backlog after a reconnect is paced so a returning fleet cannot flood the hub.
     resend_batches_per_s: float = 50.0
     max_in_flight: int = 64
+    # Moving to a renewed certificate waits this long for the batches in flight to be
+    # acknowledged before the old stream ends (what is still unacknowledged is sent again).
+    switch_drain_s: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +53,16 @@ class CommandSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class RenewalSettings:
+    """How the agent renews its certificate (see edge_agent.renewal)."""
+
+    # A failed renewal is retried after an exponential, jittered backoff within these bounds.
+    backoff_initial_s: float = 1.0
+    backoff_max_s: float = 300.0
+    rpc_timeout_s: float = 15.0
+
+
+@dataclass(frozen=True, slots=True)
 class AgentSettings:
     certs_dir: Path
     data_dir: Path
@@ -63,3 +76,4 @@ class AgentSettings:
     # batches are dropped and announced as a gap (reason overflow).
     spool_max_bytes: int = 128 * 1024 * 1024
     commands: CommandSettings = field(default_factory=CommandSettings)
+    renewal: RenewalSettings = field(default_factory=RenewalSettings)

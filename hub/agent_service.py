@@ -1,8 +1,10 @@
-"""AgentService: the agent's Connect stream.
+"""AgentService: the agent's Connect stream, and certificate renewal.
 
 Invariants: the first message is a hello whose node_id equals the certificate's
 (else PERMISSION_DENIED, nothing recorded); every batch on the stream belongs to
 that node; a batch is acknowledged only after it is durable (see hub.ingest).
+A renewed certificate names the caller's own node id, taken from the certificate it
+called with: a CSR asking for anything else is refused and nothing is issued.
 """
 
 from __future__ import annotations
@@ -14,8 +16,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 
 import grpc
+from cryptography.hazmat.primitives import serialization
 
+import certs
 from hub.auth import current_identity
+from hub.certificates import NodeCertificates
 from hub.errors import abort
 from hub.ingest import TelemetryIngest, validate_boot_id
 from hub.keys import KeyManager
@@ -44,6 +49,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         metrics: HubMetrics,
         keys: KeyManager,
         policies: PolicyStore,
+        certificates: NodeCertificates,
         on_hello: Callable[[str], Awaitable[None]],
     ) -> None:
         self._registry = registry
@@ -55,6 +61,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         self._metrics = metrics
         self._keys = keys
         self._policies = policies
+        self._certificates = certificates
         self._on_hello = on_hello
         self._closing = asyncio.Event()
         self.open_streams = 0
@@ -75,6 +82,26 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                 yield response
         finally:
             self.open_streams -= 1
+
+    async def RenewCertificate(
+        self, request: agent_pb2.RenewCertificateRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb2.RenewCertificateResponse:
+        node_id = current_identity().name
+        wanted = certs.read_node_request(request.csr_pem, self._certificates.trust_domain)
+        if wanted.node_id != node_id:
+            log.warning("node %s asked for a certificate of node %s", node_id, wanted.node_id)
+            raise PermissionDenied(
+                f"the CSR asks for node {wanted.node_id!r}; node {node_id!r} may renew only "
+                "its own certificate",
+                reason="CSR_IDENTITY_MISMATCH",
+                node_id=node_id,
+            )
+        cert = await self._certificates.issue(node_id, wanted.public_key, reason="renew")
+        return agent_pb2.RenewCertificateResponse(
+            certificate_pem=cert.public_bytes(serialization.Encoding.PEM),
+            ca_bundle_pem=self._certificates.ca_pem,
+            not_after=to_timestamp(cert.not_valid_after_utc),
+        )
 
     async def _serve(
         self,

@@ -10,7 +10,9 @@ import asyncio
 import contextlib
 import functools
 import logging
+import socket
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import grpc
@@ -18,31 +20,47 @@ from prometheus_client import CollectorRegistry
 
 import certs
 from hub.agent_service import AgentService
+from hub.audit_agents import AgentAuditReader
+from hub.audit_log import AuditLog, AuditMetrics
+from hub.audit_rpc import RpcAudit
+from hub.audit_service import AuditService
+from hub.auth import Gate
+from hub.certificates import NodeCertificates
 from hub.command_issuer import CommandIssuer
 from hub.command_results import ResultReader
 from hub.command_service import CommandService
 from hub.command_store import CommandStore
 from hub.embedded_nats import EmbeddedNats
+from hub.enrollment import Enrollments
+from hub.enrollment_service import EnrollmentService, PublicEnrollmentService
 from hub.events import EventPublisher
 from hub.fleet_service import FleetService
 from hub.ingest import TelemetryIngest
 from hub.key_service import KeyService
 from hub.keys import KeyManager
 from hub.metrics import HubMetrics
+from hub.nats_access import NatsAccess, hub_client_tls, start_nats
 from hub.policy_gate import PolicyGate
 from hub.policy_service import PolicyService
 from hub.policy_store import PolicyStore
 from hub.registry import Registry
+from hub.revocation import Revocations
 from hub.sent_history import SentHistory
 from hub.series import SeriesSource
-from hub.server import Services, build_server, set_serving
+from hub.server import (
+    Services,
+    build_enroll_server,
+    build_server,
+    enroll_credentials,
+    set_serving,
+)
 from hub.settings import HubSettings
 from hub.state import COMMANDS_RETENTION, HubState, bucket_keys
 from sentinel import subjects
 from sentinel.errors import ConfigError, SentinelError
 from sentinel.metrics_http import MetricsServer, serve_metrics
 from sentinel.tasks import cancel_and_wait, termination_requested
-from sentinel.tls import TlsFiles, server_credentials
+from sentinel.tls import ReloadingServerCredentials
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +84,7 @@ class Hub:
         state: HubState,
         registry: Registry,
         embedded: EmbeddedNats | None,
+        nats_access: NatsAccess,
         port: int,
         clock: Callable[[], datetime],
         agent_service: AgentService,
@@ -73,19 +92,42 @@ class Hub:
         commands: CommandStore,
         results: ResultReader,
         policies: PolicyStore,
+        certificates: NodeCertificates,
+        server_tls: ReloadingServerCredentials,
+        trust: TrustParts,
+        audit: AuditLog,
+        agent_audit: AgentAuditReader,
     ) -> None:
         self.settings = settings
+        self.audit = audit
+        self._audit_tasks = (
+            asyncio.create_task(
+                audit.run_checkpoints(settings.audit_checkpoint_interval.total_seconds()),
+                name="hub-audit-checkpoints",
+            ),
+            asyncio.create_task(agent_audit.run(), name="hub-agent-audit"),
+        )
         self.server = server
         self._health = health
         self.state = state
         self.registry = registry
         self._embedded = embedded
+        # Rights on the embedded NATS: allow_node at enrollment, remove_node at revocation.
+        self.nats_access = nats_access
         self.port = port
         self._clock = clock
         self._agent_service = agent_service
         self._metrics_server = metrics_server
         self.commands = commands
         self.policies = policies
+        self.certificates = certificates
+        self.server_tls = server_tls
+        self.trust = trust
+        self.revocations = trust.revocations
+        self.enrollments = trust.enrollments
+        self._revocation_poll = asyncio.create_task(
+            trust.revocations.run(), name="hub-revocation-poll"
+        )
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="hub-liveness-sweeper")
         self._results = asyncio.create_task(results.run(), name="hub-command-results")
 
@@ -106,22 +148,19 @@ class Hub:
     async def start(cls, settings: HubSettings, clock: Callable[[], datetime] = utc_now) -> Hub:
         layout = certs.CertLayout(settings.certs_dir)
         trust_domain = certs.load_trust_domain(settings.certs_dir)
-        tls = TlsFiles.load(layout.ca_cert, layout.hub_cert, layout.hub_key)
+        # Re-read for every new connection when the files change: no restart to rotate.
+        server_tls = ReloadingServerCredentials(layout.ca_cert, layout.hub_cert, layout.hub_key)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        if settings.enroll_listen:
-            log.warning(
-                "--enroll-listen %s: enrollment is not served yet; flag reserved",
-                settings.enroll_listen,
-            )
         async with contextlib.AsyncExitStack() as undo:  # unwinds only if start fails
-            embedded = None
-            if not settings.nats_url:
-                embedded = await EmbeddedNats.start(settings.data_dir, sync=settings.nats_sync)
+            access = await start_nats(settings, trust_domain)
+            embedded = access.embedded
+            if embedded is not None:
                 undo.push_async_callback(embedded.stop)
             nats_url = settings.nats_url or (embedded.url if embedded else "")
             state = await HubState.open(
                 nats_url,
                 telemetry_retention=settings.fleet.telemetry_retention,
+                tls=hub_client_tls(nats_url, server_tls.files),
                 timeout_s=settings.fleet.store_timeout_s,
             )
             undo.push_async_callback(state.close)
@@ -133,12 +172,29 @@ class Hub:
             )
             registry = Registry(state.nodes, events)
             await registry.load(await bucket_keys(state.js, subjects.NODES_BUCKET))
+            await access.allow_nodes(registry.node_ids())
             metrics.set_nodes_by_state(registry.count_by_state)
             keys = await KeyManager.open(state.keys, layout, clock)
+            audit = await AuditLog.open(
+                state.nc,
+                state.js,
+                hub_id=settings.hub_id,
+                trust_domain=trust_domain,
+                signer=keys.audit_signer,
+                clock=clock,
+                metrics=AuditMetrics(metrics.registry),
+            )
+            agent_audit = await AgentAuditReader.open(state.js, audit)
+            certificates = await NodeCertificates.open(
+                state.js, settings.certs_dir, settings.node_cert_validity, clock
+            )
             policies = await PolicyStore.open(state.js, keys, clock)
+            trust, enrollment_service = await _open_trust(
+                settings, state, access, certificates, registry, keys, policies, clock, audit
+            )
             series = SeriesSource(registry, settings.prometheus_url)
             sent = await SentHistory.open(state.js)  # what was sent, for rate limits
-            gate = PolicyGate(policies, registry, sent, clock, series=series)
+            policy_gate = PolicyGate(policies, registry, sent, clock, series=series)
             commands = await CommandStore.open(state.js, COMMANDS_RETENTION)
             undo.push_async_callback(commands.close)
             issuer = CommandIssuer(
@@ -148,6 +204,7 @@ class Hub:
                 keys=keys,
                 events=events,
                 clock=clock,
+                audit=audit,
             )
             metrics_server = None
             if settings.metrics_listen:
@@ -163,11 +220,12 @@ class Hub:
                 metrics=metrics,
                 keys=keys,
                 policies=policies,
-                on_hello=functools.partial(issuer.ensure_consumer, known_ok=False),
+                certificates=certificates,
+                on_hello=functools.partial(_on_hello, access, issuer),
             )
             server, health = build_server(
                 settings.limits,
-                trust_domain,
+                trust.gate,
                 Services(
                     agent=agent,
                     fleet=FleetService(registry, state.nc),
@@ -177,15 +235,20 @@ class Hub:
                         issuer,
                         metrics,
                         clock,
-                        gate=gate,
+                        gate=policy_gate,
                         events=events,
+                        audit=audit,
                     ),
                     keys=KeyService(keys),
-                    policy=PolicyService(policies, registry, gate, events, clock),
+                    policy=PolicyService(
+                        policies, registry, policy_gate, events, clock, audit=audit
+                    ),
+                    enrollment=enrollment_service,
+                    audit=AuditService(audit, keys, clock),
                 ),
             )
             try:
-                port = server.add_secure_port(settings.listen, server_credentials(tls))
+                port = server.add_secure_port(settings.listen, server_tls.credentials())
             except RuntimeError as exc:
                 raise ConfigError(
                     f"cannot listen on {settings.listen}: the address is in use or not local "
@@ -194,6 +257,12 @@ class Hub:
                 ) from exc
             await server.start()
             undo.push_async_callback(server.stop, 0)
+            trust.advertised.hub_port = port
+            if settings.enroll_listen:
+                trust.enroll_server, trust.advertised.enroll_port = await _serve_enrollment(
+                    settings, server_tls, PublicEnrollmentService(enrollment_service)
+                )
+                undo.push_async_callback(trust.enroll_server.stop, 0)
             await set_serving(health, True)
             hub = cls(
                 settings,
@@ -202,13 +271,19 @@ class Hub:
                 state=state,
                 registry=registry,
                 embedded=embedded,
+                nats_access=access,
                 port=port,
                 clock=clock,
                 agent_service=agent,
                 metrics_server=metrics_server,
                 commands=commands,
-                results=ResultReader(state.js, commands, events, metrics, clock),
+                results=ResultReader(state.js, commands, events, metrics, clock, audit=audit),
                 policies=policies,
+                certificates=certificates,
+                server_tls=server_tls,
+                trust=trust,
+                audit=audit,
+                agent_audit=agent_audit,
             )
             undo.pop_all()
         log.info("hub %s serving on %s (NATS %s)", settings.hub_id, hub.address, nats_url)
@@ -228,10 +303,14 @@ class Hub:
         await asyncio.sleep(0)  # let the server stop accepting first
         log.info("closing %d agent streams", self._agent_service.close_streams())
         await stopping
+        if self.trust.enroll_server is not None:
+            await self.trust.enroll_server.stop(0)
         # Bounded: a NATS that is itself stopping must not hold the hub's exit.
         try:
             async with asyncio.timeout(STOP_STEP_S):
-                await cancel_and_wait(self._sweeper, self._results)
+                await cancel_and_wait(
+                    self._sweeper, self._results, self._revocation_poll, *self._audit_tasks
+                )
                 await self.commands.close()
         except TimeoutError:
             log.warning("background tasks did not stop within %.0f s; going on", STOP_STEP_S)
@@ -241,6 +320,121 @@ class Hub:
         if self._embedded:
             await self._embedded.stop()
         log.info("hub stopped")
+
+
+@dataclass
+class _Advertised:
+    """The addresses agents are told to dial: `--advertise` or the listen host (a wildcard
+    host becomes this host's name), with the ports actually bound."""
+
+    settings: HubSettings
+    hub_port: int = 0
+    enroll_port: int = 0
+
+    def addresses(self) -> tuple[str, str]:
+        """(enrollment address, hub address); the first is "" when enrollment is off."""
+        listen_host = self.settings.listen.rsplit(":", 1)[0]
+        host = listen_host
+        if self.settings.advertise:
+            host = self.settings.advertise.rsplit(":", 1)[0]
+        if host in {"", "0.0.0.0", "[::]", "::"}:
+            host = socket.gethostname()
+        enroll = f"{host}:{self.enroll_port}" if self.enroll_port else ""
+        return enroll, self.settings.advertise or f"{host}:{self.hub_port}"
+
+
+@dataclass
+class TrustParts:
+    """Identity lifecycle: who may call (gate), revoked certificates, enrollment."""
+
+    gate: Gate
+    revocations: Revocations
+    enrollments: Enrollments
+    enroll_server: grpc.aio.Server | None
+    advertised: _Advertised
+
+    @property
+    def enroll_address(self) -> str:
+        return self.advertised.addresses()[0]
+
+
+async def _open_trust(  # noqa: PLR0917
+    settings: HubSettings,
+    state: HubState,
+    access: NatsAccess,
+    certificates: NodeCertificates,
+    registry: Registry,
+    keys: KeyManager,
+    policies: PolicyStore,
+    clock: Callable[[], datetime],
+    audit: AuditLog,
+) -> tuple[TrustParts, EnrollmentService]:
+    trust_domain = certificates.trust_domain
+    revocations = await Revocations.open(state.js, clock, settings.revocation_poll_interval)
+    gate = Gate(trust_domain, revocations, audit=RpcAudit(audit))
+    for node_id in sorted(revocations.nodes):  # a restarted hub keeps them cut off on NATS
+        await access.remove_node(node_id)
+    revocations.on_change = functools.partial(_cut_off, gate, revocations, access)
+    enrollments = await Enrollments.open(
+        state.js,
+        certificates=certificates,
+        registry=registry,
+        clock=clock,
+        on_enrolled=functools.partial(_on_enrolled, access),
+    )
+    advertised = _Advertised(settings)
+    service = EnrollmentService(
+        enrollments,
+        certificates,
+        revocations,
+        keys,
+        policies,
+        root_public_pem=certs.CertLayout(settings.certs_dir).root_pub.read_bytes(),
+        addresses=advertised.addresses,
+        audit=audit,
+    )
+    return TrustParts(gate, revocations, enrollments, None, advertised), service
+
+
+async def _serve_enrollment(
+    settings: HubSettings, tls: ReloadingServerCredentials, service: PublicEnrollmentService
+) -> tuple[grpc.aio.Server, int]:
+    server = build_enroll_server(service)
+    listen = settings.enroll_listen or ""
+    try:
+        port = server.add_secure_port(listen, enroll_credentials(tls.files))
+    except RuntimeError as exc:
+        raise ConfigError(
+            f"cannot listen on {listen} for enrollment: the address is in use or not local",
+            reason="LISTEN_FAILED",
+        ) from exc
+    await server.start()
+    log.info("enrollment served on %s", f"{listen.rsplit(':', 1)[0]}:{port}")
+    return server, port
+
+
+async def _on_enrolled(access: NatsAccess, node_id: str, serial: str) -> None:
+    """A new node's rights on NATS exist before it first connects."""
+    await access.allow_node(node_id)
+
+
+async def _cut_off(
+    gate: Gate, revocations: Revocations, access: NatsAccess, nodes: set[str]
+) -> None:
+    """The revoked set grew: end the open streams of revoked certificates, and take the
+    nodes' rights on NATS away (which closes their NATS connections)."""
+    ended = gate.calls.end_revoked(revocations)
+    for node_id in sorted(nodes):
+        await access.remove_node(node_id)
+    if ended or nodes:
+        log.warning("revocation: %d open streams ended, NATS rights removed for %s", ended, nodes)
+
+
+async def _on_hello(access: NatsAccess, issuer: CommandIssuer, node_id: str) -> None:
+    """Before the hello reply names NATS: the node's rights there (a reload, the first time
+    only) and its durable consumer."""
+    await access.allow_node(node_id)
+    await issuer.ensure_consumer(node_id, known_ok=False)
 
 
 async def run_hub(settings: HubSettings) -> None:

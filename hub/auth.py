@@ -5,23 +5,29 @@
 rules hold for RPCs that later issues implement too. The identity it verified is
 available to handlers through `current_identity()`; nothing a client sends can
 change it. Expected errors raised by handlers become rich statuses here, the one
-place where `SentinelError` meets gRPC.
+place where `SentinelError` meets gRPC. State-changing calls, refused ones included,
+are recorded in the audit log here too (`hub.audit_rpc`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import contextvars
 import enum
 import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import grpc
+from cryptography import x509
 
+from hub.audit_rpc import UNAUTHENTICATED, RpcAudit
 from hub.errors import abort, abort_with_error
 from sentinel.errors import PermissionDenied, SentinelError
-from sentinel.identity import Identity, Role, identity_from_pem
+from sentinel.identity import Identity, Role, identity_from_certificate
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +81,8 @@ METHOD_RULES: dict[str, Access] = {
     f"{_V1}EnrollmentService/ListEnrollments": Access.ADMIN,
     f"{_V1}EnrollmentService/ApproveEnrollment": Access.ADMIN,
     f"{_V1}EnrollmentService/RevokeCertificate": Access.ADMIN,
+    f"{_V1}AuditService/ListAuditRecords": Access.ADMIN,
+    f"{_V1}AuditService/ExportAudit": Access.ADMIN,
 }
 
 _USER_MINIMUM = {
@@ -112,11 +120,68 @@ def check_access(identity: Identity, access: Access, method: str) -> None:
         )
 
 
+class RevocationCheck(Protocol):
+    def is_revoked(self, serial: str, identity: Identity) -> bool: ...
+
+
+class _NothingRevoked:
+    def is_revoked(self, serial: str, identity: Identity) -> bool:
+        return False
+
+
+class OpenCalls:
+    """Streaming calls in progress, with the certificate that opened each, so that a
+    revocation can end them (PERMISSION_DENIED, reason CERT_REVOKED)."""
+
+    def __init__(self) -> None:
+        self._calls: dict[asyncio.Task[Any], tuple[str, Identity]] = {}
+        self._ended: set[asyncio.Task[Any]] = set()
+
+    def __len__(self) -> int:
+        return len(self._calls)
+
+    @contextlib.contextmanager
+    def opened(self, serial: str, identity: Identity) -> Iterator[asyncio.Task[Any] | None]:
+        task = asyncio.current_task()
+        if task is not None:
+            self._calls[task] = (serial, identity)
+        try:
+            yield task
+        finally:
+            if task is not None:
+                self._calls.pop(task, None)
+                self._ended.discard(task)
+
+    def end_revoked(self, revocations: RevocationCheck) -> int:
+        """Cancel every open call whose certificate is now revoked; returns how many."""
+        ended = 0
+        for task, (serial, identity) in list(self._calls.items()):
+            if task not in self._ended and revocations.is_revoked(serial, identity):
+                self._ended.add(task)
+                task.cancel()
+                ended += 1
+        return ended
+
+    def was_ended(self, task: asyncio.Task[Any] | None) -> bool:
+        return task is not None and task in self._ended
+
+
+@dataclass(frozen=True, slots=True)
+class Gate:
+    """What every RPC passes before its handler runs."""
+
+    trust_domain: str
+    revocations: RevocationCheck = field(default_factory=_NothingRevoked)
+    calls: OpenCalls = field(default_factory=OpenCalls)
+    # Records every state-changing RPC (hub.audit_rpc); None: not audited (unit tests).
+    audit: RpcAudit | None = None
+
+
 class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """Wraps every handler with authentication, authorisation and error mapping."""
 
-    def __init__(self, trust_domain: str) -> None:
-        self._trust_domain = trust_domain
+    def __init__(self, gate: Gate) -> None:
+        self._gate = gate
 
     async def intercept_service(
         self, continuation: Callable[[Any], Awaitable[Any]], details: Any
@@ -126,28 +191,48 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             return None
         method: str = details.method
         access = METHOD_RULES.get(method, Access.NOBODY)
-        return _wrap_handler(handler, method, access, self._trust_domain)
+        return _wrap_handler(handler, method, access, self._gate)
 
 
-def authenticate(context: grpc.aio.ServicerContext, trust_domain: str) -> Identity:
-    """Identity from the verified peer certificate; raise PermissionDenied if unusable."""
+def authenticate(context: grpc.aio.ServicerContext, trust_domain: str) -> tuple[Identity, str]:
+    """Identity and hex serial of the verified peer certificate; raise PermissionDenied
+    if it is unusable."""
     pems = (context.auth_context() or {}).get("x509_pem_cert") or []
     if not pems:
         raise PermissionDenied("no client certificate", reason="UNAUTHENTICATED")
-    return identity_from_pem(pems[0], trust_domain)
+    cert = x509.load_pem_x509_certificate(pems[0])
+    return identity_from_certificate(cert, trust_domain), format(cert.serial_number, "x")
 
 
 async def _authorize(
-    context: grpc.aio.ServicerContext, method: str, access: Access, trust_domain: str
-) -> contextvars.Token[Identity]:
+    context: grpc.aio.ServicerContext, method: str, access: Access, gate: Gate
+) -> tuple[Identity, str]:
+    caller = UNAUTHENTICATED
     try:
-        identity = authenticate(context, trust_domain)
+        identity, serial = authenticate(context, gate.trust_domain)
+        caller = str(identity)
+        if gate.revocations.is_revoked(serial, identity):
+            raise PermissionDenied(
+                f"certificate {serial} of {identity} is revoked", reason="CERT_REVOKED"
+            )
         check_access(identity, access, method)
     except PermissionDenied as exc:
         log.info("refused %s: %s", method, exc)
+        if gate.audit is not None and gate.audit.audits(method):
+            await gate.audit.record(method, caller, grpc.StatusCode.PERMISSION_DENIED, exc.reason)
         await abort(context, grpc.StatusCode.PERMISSION_DENIED, exc.message, exc.reason)
         raise  # unreachable: abort raises
-    return _identity.set(identity)
+    _identity.set(identity)
+    return identity, serial
+
+
+async def _end_revoked(context: grpc.aio.ServicerContext, identity: Identity) -> None:
+    await abort(
+        context,
+        grpc.StatusCode.PERMISSION_DENIED,
+        f"the certificate of {identity} was revoked",
+        "CERT_REVOKED",
+    )
 
 
 _HANDLER_KINDS = (
@@ -158,39 +243,59 @@ _HANDLER_KINDS = (
 )
 
 
-def _wrap_handler(handler: Any, method: str, access: Access, trust_domain: str) -> Any:
+def _wrap_handler(handler: Any, method: str, access: Access, gate: Gate) -> Any:
     for kind, make_handler in _HANDLER_KINDS:
         inner = getattr(handler, kind)
         if inner is not None:
+            streaming = kind.endswith("_stream")
             return make_handler(
-                _guard(inner, method, access, trust_domain),
+                _guard(inner, method, access, gate, streaming=streaming),
                 handler.request_deserializer,
                 handler.response_serializer,
             )
     return None
 
 
-def _guard(inner: Any, method: str, access: Access, trust_domain: str) -> Any:
+def _guard(inner: Any, method: str, access: Access, gate: Gate, *, streaming: bool) -> Any:
     """Authorise, then run `inner`, mapping SentinelError to a rich status. Behaviours are
     async generators (streams we write) or coroutines (unary ones, and streams that call
-    context.write, like grpc's health Watch); the guard keeps the shape grpc dispatches on."""
+    context.write, like grpc's health Watch); the guard keeps the shape grpc dispatches on.
+    A streaming call is registered in `gate.calls` while it runs, so that a revocation
+    of its certificate ends it."""
     if inspect.isasyncgenfunction(inner):
 
         async def generator(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            await _authorize(context, method, access, trust_domain)
-            try:
-                async for response in inner(request, context):
-                    yield response
-            except SentinelError as exc:
-                await abort_with_error(context, exc)
+            identity, serial = await _authorize(context, method, access, gate)
+            with gate.calls.opened(serial, identity) as task:
+                try:
+                    async for response in inner(request, context):
+                        yield response
+                except SentinelError as exc:
+                    await abort_with_error(context, exc)
+                except asyncio.CancelledError:
+                    if not gate.calls.was_ended(task):
+                        raise
+                    await _end_revoked(context, identity)
 
         return generator
 
     async def coroutine(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await _authorize(context, method, access, trust_domain)
-        try:
-            return await inner(request, context)
-        except SentinelError as exc:
-            await abort_with_error(context, exc)
+        identity, serial = await _authorize(context, method, access, gate)
+        if not streaming and gate.audit is not None and gate.audit.audits(method):
+            return await gate.audit.call(inner, request, context, method, str(identity))
+        if not streaming:
+            try:
+                return await inner(request, context)
+            except SentinelError as exc:
+                await abort_with_error(context, exc)
+        with gate.calls.opened(serial, identity) as task:
+            try:
+                return await inner(request, context)
+            except SentinelError as exc:
+                await abort_with_error(context, exc)
+            except asyncio.CancelledError:
+                if not gate.calls.was_ended(task):
+                    raise
+                await _end_revoked(context, identity)
 
     return coroutine

@@ -2,13 +2,17 @@
 
 Order of work, so a crash at any point loses nothing and runs nothing twice:
 1. claim the idempotency key (KV create: atomic across hub replicas);
-2. store the command, listing its nodes (every node is pending);
-3. make sure each node's durable consumer exists, so a node that is offline now
+2. append the intent to the audit log (`command.issued`; `break_glass` before it when
+   an admin overrode the freeze windows; `command.approved` before an approval sends):
+   if the audit log cannot be written, nothing is stored or sent and the caller gets
+   UNAVAILABLE (AUDIT_UNAVAILABLE) — actuation fails closed;
+3. store the command, listing its nodes (every node is pending);
+4. make sure each node's durable consumer exists, so a node that is offline now
    receives the command when it returns;
-4. sign and publish one envelope per node to `sentinel.cmd.<node>` with
+5. sign and publish one envelope per node to `sentinel.cmd.<node>` with
    `Nats-Msg-Id: <command_id>/<node_id>`, awaiting every PubAck;
-5. announce `command.issued` per node, then mark the command published.
-A retry with the same key after a crash between 2 and 5 publishes again; JetStream
+6. announce `command.issued` per node, then mark the command published.
+A retry with the same key after a crash between 3 and 6 publishes again; JetStream
 drops the copies inside its dedup window and the agent's journal refuses any later
 one as a replay, so no node executes twice.
 """
@@ -28,13 +32,14 @@ from nats.js import JetStreamContext, api
 from nats.js.errors import BadRequestError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
+from hub.audit_log import AuditLog
 from hub.command_store import CommandStore
 from hub.events import EventPublisher
 from hub.keys import KeyManager
 from sentinel import subjects
 from sentinel.actions import ActionSpec
-from sentinel.durations import to_timestamp
-from sentinel.errors import FailedPrecondition
+from sentinel.durations import format_time, from_timestamp, to_timestamp
+from sentinel.errors import FailedPrecondition, Unavailable
 from sentinel.v1 import command_pb2
 
 log = logging.getLogger(__name__)
@@ -42,6 +47,8 @@ log = logging.getLogger(__name__)
 # How long JetStream waits for an agent's ack before it delivers a command again.
 COMMAND_ACK_WAIT_S = 60.0
 PUBLISH_CONCURRENCY = 256
+# An audit record lists this many target nodes at most (and always how many there were).
+MAX_AUDITED_NODES = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +76,10 @@ class CommandIssuer:
         keys: KeyManager,
         events: EventPublisher,
         clock: Callable[[], datetime],
+        audit: AuditLog | None = None,
     ) -> None:
         self._js = js
+        self._audit = audit
         self._store = store
         self._idempotency = idempotency
         self._keys = keys
@@ -85,6 +94,11 @@ class CommandIssuer:
             first = await self._claim(order, command.command_id)
             if first is not None:
                 return await self._resume(first, order), False
+        try:
+            await self._record_intent(order, command)
+        except Unavailable:
+            await self._release(order)
+            raise
         await self._store.put_command(command)
         if not order.awaiting_approval:
             await self._publish_all(command)
@@ -96,6 +110,15 @@ class CommandIssuer:
         if command is None:
             raise FailedPrecondition(f"no command {command_id!r}", reason="COMMAND_NOT_FOUND")
         command.approvals.append(approval)
+        if self._audit is not None:
+            await self._audit.append(
+                "command.approved",
+                actor=approval.approver,
+                target=command_id,
+                outcome="publishing",
+                policy_version=command.policy_version,
+                details={"action": command.action, "comment": approval.comment},
+            )
         for node in command.nodes:
             node.state = command_pb2.COMMAND_STATE_PENDING
         await self._store.put_command(command)
@@ -158,6 +181,46 @@ class CommandIssuer:
         except KeyWrongLastSequenceError:
             entry = await self._idempotency.get(key)
             return (entry.value or b"").decode()
+
+    async def _record_intent(self, order: IssueOrder, command: command_pb2.Command) -> None:
+        """The audit records that must exist before anything is stored or sent."""
+        if self._audit is None:
+            return
+        nodes = [n.node_id for n in command.nodes]
+        if order.break_glass is not None:
+            glass = order.break_glass
+            await self._audit.append(
+                "break_glass",
+                actor=order.issuer,
+                target=command.command_id,
+                outcome="overridden",
+                reason=glass.reason,
+                policy_version=order.policy_version,
+                details={
+                    "action": command.action,
+                    "expires_at": format_time(from_timestamp(glass.expires_at)),
+                    "node_count": len(nodes),
+                },
+            )
+        await self._audit.append(
+            "command.issued",
+            actor=order.issuer,
+            target=command.command_id,
+            outcome="awaiting_approval" if order.awaiting_approval else "publishing",
+            policy_version=order.policy_version,
+            details=command_details(command),
+        )
+
+    async def _release(self, order: IssueOrder) -> None:
+        """Give the idempotency key back after an intent that could not be recorded, so a
+        retry with the same key is not refused as orphaned (best effort: NATS may be away)."""
+        if not order.request.idempotency_key:
+            return
+        key = _idempotency_key(order.issuer, order.request.idempotency_key)
+        try:
+            await self._idempotency.delete(key)
+        except (nats.errors.Error, TimeoutError) as exc:
+            log.warning("idempotency key of an unrecorded command not released: %r", exc)
 
     async def _resume(self, command_id: str, order: IssueOrder) -> command_pb2.Command:
         first = self._store.spec(command_id)
@@ -243,6 +306,27 @@ def _payload(command: command_pb2.Command, node_id: str) -> bytes:
     if command.HasField("break_glass"):
         payload.break_glass.CopyFrom(command.break_glass)
     return payload.SerializeToString(deterministic=True)
+
+
+def command_details(command: command_pb2.Command) -> dict[str, object]:
+    """What an audit record says about a command (at most MAX_AUDITED_NODES node ids)."""
+    nodes = [n.node_id for n in command.nodes]
+    return {
+        "action": command.action,
+        "parameters": {k: _parameter_text(v) for k, v in sorted(command.parameters.items())},
+        "mode": command_pb2.CommandMode.Name(command.mode).removeprefix("COMMAND_MODE_").lower(),
+        "selector": command.target.label_selector,
+        "node_count": len(nodes),
+        "nodes": nodes[:MAX_AUDITED_NODES],
+        "not_after": format_time(from_timestamp(command.not_after)),
+    }
+
+
+def _parameter_text(value: command_pb2.ParameterValue) -> str:
+    kind = value.WhichOneof("kind")
+    if kind == "duration_value":
+        return value.duration_value.ToJsonString()
+    return str(getattr(value, kind)) if kind else ""
 
 
 def _idempotency_key(issuer: str, key: str) -> str:

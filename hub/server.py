@@ -8,16 +8,19 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from hub.auth import AuthInterceptor
+from hub.auth import AuthInterceptor, Gate
 from hub.settings import ServerLimits
 from hub.unimplemented import unimplemented_service
-from sentinel.tls import MIB
+from sentinel.tls import MIB, TlsFiles
 from sentinel.v1 import (
     agent_pb2,
     agent_pb2_grpc,
+    audit_pb2,
+    audit_pb2_grpc,
     command_pb2,
     command_pb2_grpc,
     enrollment_pb2,
+    enrollment_pb2_grpc,
     fleet_pb2,
     fleet_pb2_grpc,
     keys_pb2,
@@ -27,6 +30,8 @@ from sentinel.v1 import (
     rollout_pb2,
 )
 
+ENROLL_MAX_RECEIVE_BYTES = 64 * 1024
+
 V1_SERVICES = (
     agent_pb2.DESCRIPTOR.services_by_name["AgentService"],
     fleet_pb2.DESCRIPTOR.services_by_name["FleetService"],
@@ -35,6 +40,7 @@ V1_SERVICES = (
     policy_pb2.DESCRIPTOR.services_by_name["PolicyService"],
     rollout_pb2.DESCRIPTOR.services_by_name["RolloutService"],
     enrollment_pb2.DESCRIPTOR.services_by_name["EnrollmentService"],
+    audit_pb2.DESCRIPTOR.services_by_name["AuditService"],
 )
 SERVICE_NAMES = tuple(s.full_name for s in V1_SERVICES)
 
@@ -68,13 +74,15 @@ class Services:
     command: command_pb2_grpc.CommandServiceServicer
     keys: keys_pb2_grpc.KeyServiceServicer
     policy: policy_pb2_grpc.PolicyServiceServicer
+    enrollment: enrollment_pb2_grpc.EnrollmentServiceServicer
+    audit: audit_pb2_grpc.AuditServiceServicer | None = None
 
 
 def build_server(
-    limits: ServerLimits, trust_domain: str, services: Services
+    limits: ServerLimits, gate: Gate, services: Services
 ) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
     server = grpc.aio.server(
-        interceptors=[AuthInterceptor(trust_domain)],
+        interceptors=[AuthInterceptor(gate)],
         options=server_options(limits),
         maximum_concurrent_rpcs=limits.max_concurrent_rpcs,
     )
@@ -83,13 +91,19 @@ def build_server(
     command_pb2_grpc.add_CommandServiceServicer_to_server(services.command, server)
     keys_pb2_grpc.add_KeyServiceServicer_to_server(services.keys, server)
     policy_pb2_grpc.add_PolicyServiceServicer_to_server(services.policy, server)
+    enrollment_pb2_grpc.add_EnrollmentServiceServicer_to_server(services.enrollment, server)
+    if services.audit is not None:
+        audit_pb2_grpc.add_AuditServiceServicer_to_server(services.audit, server)
     implemented = {
         "sentinel.v1.AgentService",
         "sentinel.v1.FleetService",
         "sentinel.v1.CommandService",
         "sentinel.v1.KeyService",
         "sentinel.v1.PolicyService",
+        "sentinel.v1.EnrollmentService",
     }
+    if services.audit is not None:
+        implemented.add("sentinel.v1.AuditService")
     server.add_generic_rpc_handlers(
         [unimplemented_service(s) for s in V1_SERVICES if s.full_name not in implemented]
     )
@@ -99,6 +113,33 @@ def build_server(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
     return server, health_servicer
+
+
+def build_enroll_server(service: enrollment_pb2_grpc.EnrollmentServiceServicer) -> grpc.aio.Server:
+    """The enrollment listener: EnrollmentService alone (no health, no reflection), small
+    messages, few concurrent calls; its callers hold a token, not a certificate."""
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", ENROLL_MAX_RECEIVE_BYTES),
+            ("grpc.max_concurrent_streams", 4),
+            ("grpc.max_connection_idle_ms", 60_000),
+            ("grpc.so_reuseport", 0),
+        ],
+        maximum_concurrent_rpcs=64,
+    )
+    enrollment_pb2_grpc.add_EnrollmentServiceServicer_to_server(service, server)
+    return server
+
+
+def enroll_credentials(files: TlsFiles) -> grpc.ServerCredentials:
+    """Server-authenticated TLS: no client certificate is asked for. The chain sent is the
+    hub's certificate and the CA's, so that a new node can check the CA against the hash
+    it was given before it trusts anything the hub says."""
+    return grpc.ssl_server_credentials(
+        [(files.key_pem, files.cert_pem + b"\n" + files.ca_pem)],
+        root_certificates=None,
+        require_client_auth=False,
+    )
 
 
 async def set_serving(health_servicer: health.aio.HealthServicer, serving: bool) -> None:

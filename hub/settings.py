@@ -48,12 +48,23 @@ class HubSettings:
     # The embedded nats-server's JetStream `sync_interval`: "always" (fsync before every
     # PubAck) or a Go duration. See hub.embedded_nats.
     nats_sync: str = "always"
+    # The server-authenticated enrollment listener (EnrollmentService/Enroll only); None: off.
     enroll_listen: str | None = None
+    # The address agents are told to reach the hub at (enrollment replies, join commands);
+    # None: the listen address, with a wildcard host replaced by this host's name.
+    advertise: str | None = None
+    # How long a node certificate issued at enrollment or renewal is valid.
+    node_cert_validity: timedelta = timedelta(days=30)
+    # How often the hub re-reads the revoked set shared by all hubs (JetStream KV).
+    revocation_poll_interval: timedelta = timedelta(seconds=10)
     # Prometheus /metrics (plain HTTP); None: not served.
     metrics_listen: str | None = None
     # The Prometheus the policy's `promql` series are queried from (http(s)://HOST:PORT);
     # None: those series have no value, and slo_guard rules comparing them ask for approval.
     prometheus_url: str | None = None
+    # How often the hub signs a checkpoint into the audit log (when records were added):
+    # a truncation of the audit stream after the last checkpoint is what goes unnoticed.
+    audit_checkpoint_interval: timedelta = timedelta(seconds=60)
     hub_id: str = field(default_factory=socket.gethostname)
     limits: ServerLimits = field(default_factory=ServerLimits)
     fleet: FleetSettings = field(default_factory=FleetSettings)

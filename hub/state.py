@@ -23,8 +23,14 @@ from nats.js.kv import KeyValue
 
 from sentinel import subjects
 from sentinel.errors import Unavailable
+from sentinel.nats_tls import client_ssl_context
+from sentinel.tls import TlsFiles
 
 log = logging.getLogger(__name__)
+
+# nats-py's close writes what it buffered while disconnected to a TLS transport that is
+# already gone, and asyncio's SSL transport raises AttributeError for it: closing anyway.
+_CLOSE_ERRORS = (nats.errors.Error, OSError, AttributeError)
 
 DEDUP_WINDOW_S = 120.0
 EVENTS_RETENTION = timedelta(days=7)
@@ -45,13 +51,21 @@ class HubState:
 
     @classmethod
     async def open(
-        cls, url: str, *, telemetry_retention: timedelta, timeout_s: float = 5.0
+        cls,
+        url: str,
+        *,
+        telemetry_retention: timedelta,
+        tls: TlsFiles | None = None,
+        timeout_s: float = 5.0,
     ) -> HubState:
+        """Connect (with the hub's certificate when `tls` is given) and make sure every
+        stream and bucket exists with its current configuration."""
         events = _ConnectionLog()
         try:
             nc = await nats.connect(
                 url,
                 name="sentinel-hub",
+                tls=client_ssl_context(tls) if tls is not None else None,
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=1,
                 connect_timeout=5,
@@ -125,7 +139,7 @@ class HubState:
         if self.nc.is_closed:
             return
         if not self.nc.is_connected:  # reconnecting: there is nobody to flush to
-            with contextlib.suppress(nats.errors.Error, OSError):
+            with contextlib.suppress(*_CLOSE_ERRORS):
                 await self.nc.close()
             return
         try:
@@ -133,7 +147,7 @@ class HubState:
                 await self.nc.drain()
         except (nats.errors.Error, TimeoutError) as exc:
             log.warning("NATS did not drain cleanly: %r", exc)
-            with contextlib.suppress(nats.errors.Error, OSError):
+            with contextlib.suppress(*_CLOSE_ERRORS):
                 await self.nc.close()
 
 

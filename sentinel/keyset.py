@@ -1,4 +1,4 @@
-"""The keyset: which command and policy keys agents trust, signed by the root key.
+"""The keyset: which command, policy and audit keys are trusted, signed by the root key.
 
 Invariants (the agent side, `accept`):
 - a keyset is trusted only if a pinned root key signed it (during a root rotation the
@@ -30,7 +30,8 @@ PAYLOAD_TYPE = "sentinel.v1.Keyset"
 ROOT = signing_pb2.KEY_PURPOSE_ROOT
 COMMAND = signing_pb2.KEY_PURPOSE_COMMAND
 POLICY = signing_pb2.KEY_PURPOSE_POLICY
-_PURPOSE_NAMES = {ROOT: "root", COMMAND: "command", POLICY: "policy"}
+AUDIT = signing_pb2.KEY_PURPOSE_AUDIT
+_PURPOSE_NAMES = {ROOT: "root", COMMAND: "command", POLICY: "policy", AUDIT: "audit"}
 
 
 def raw_public_bytes(public_key: Ed25519PublicKey) -> bytes:
@@ -140,7 +141,7 @@ def accept(
 def _decode(message: signing_pb2.Keyset, envelope: bytes) -> Keyset:
     keys: dict[str, TrustedKey] = {}
     for key in message.keys:
-        if key.purpose not in (COMMAND, POLICY):
+        if key.purpose not in (COMMAND, POLICY, AUDIT):
             raise InvalidArgument(
                 f"keyset key {key.key_id!r} has purpose {key.purpose}", reason="KEYSET_INVALID"
             )

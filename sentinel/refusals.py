@@ -25,6 +25,8 @@ class Reason(enum.StrEnum):
     UNKNOWN_ACTION = "UNKNOWN_ACTION"
     BAD_TARGET = "BAD_TARGET"
     POLICY_DENIED = "POLICY_DENIED"
+    # The agent's audit journal could not record the intent: nothing runs unrecorded.
+    AUDIT_UNAVAILABLE = "AUDIT_UNAVAILABLE"
     # Outcomes of an executor that ran.
     EXECUTION_FAILED = "EXECUTION_FAILED"
     INTERRUPTED = "INTERRUPTED"

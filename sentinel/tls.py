@@ -1,18 +1,29 @@
 """gRPC transport security: mutual TLS credentials and the channel options both sides share.
 
-Invariants: a server built from `server_credentials` always requires a client
-certificate signed by the project CA; a client channel always verifies the hub
-against the same CA. There is no insecure mode.
+Invariants: a server built from `server_credentials` or `ReloadingServerCredentials`
+always requires a client certificate signed by the project CA; a client channel always
+verifies the hub against the same CA. There is no insecure mode. A reloading server
+serves a replaced certificate to new connections only, and only a pair that parses,
+matches and chains to the CA; anything else is logged and the pair in use is kept.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import threading
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
 
 from sentinel.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
 
@@ -53,6 +64,111 @@ def server_credentials(files: TlsFiles) -> grpc.ServerCredentials:
     )
 
 
+# (inode, mtime in ns, size) of each file: a rename or an in-place rewrite changes it.
+_Stamp = tuple[tuple[int, int, int], ...]
+
+
+class ReloadingServerCredentials:
+    """Server credentials that pick up a replaced certificate, key or CA bundle for new
+    connections, without a restart.
+
+    grpc calls the fetcher before every TLS handshake, on one of its own threads: it
+    only stats the three files, and reads and checks them when one changed. A pair that
+    does not parse, does not match, does not chain to the CA or has expired is logged
+    once and the pair in use is kept (a half-copied pair is retried once the second
+    file lands). Connections already open keep the certificate they were made with;
+    the server's connection age limit bounds how long they live.
+    """
+
+    def __init__(self, ca: Path, cert: Path, key: Path) -> None:
+        self._paths = (ca, cert, key)
+        self._lock = threading.Lock()
+        self.files = TlsFiles.load(ca, cert, key)
+        self._seen = self._stat()
+        try:
+            self.serial = check_server_files(self.files)
+        except ValueError as exc:
+            raise ConfigError(f"{cert}: {exc}", reason="TLS_FILE_INVALID") from exc
+        self.reloads = 0
+
+    def credentials(self) -> grpc.ServerCredentials:
+        return grpc.dynamic_ssl_server_credentials(
+            _configuration(self.files), self._fetch, require_client_authentication=True
+        )
+
+    def _stat(self) -> _Stamp:
+        stats = [os.stat(path) for path in self._paths]
+        return tuple((s.st_ino, s.st_mtime_ns, s.st_size) for s in stats)
+
+    def _fetch(self) -> grpc.ServerCertificateConfiguration | None:
+        """None keeps the configuration in use. Runs on a grpc thread: it must not raise."""
+        try:
+            return self.reload_if_changed()
+        except Exception:  # an escaping error would break the handshake, not just the reload
+            log.exception("checking the server certificate files failed; keeping the current pair")
+            return None
+
+    def reload_if_changed(self) -> grpc.ServerCertificateConfiguration | None:
+        """The new configuration if the files changed and are usable, else None."""
+        with self._lock:
+            try:
+                stamp = self._stat()
+            except OSError:
+                stamp = ()  # a file is missing (mid-copy?): said once, until it is back
+            if stamp == self._seen:
+                return None
+            self._seen = stamp
+            try:
+                files = TlsFiles.load(*self._paths)
+                serial = check_server_files(files)
+            except (ConfigError, ValueError) as exc:
+                log.warning(
+                    "new server certificate not used (%s); keeping serial %s", exc, self.serial
+                )
+                return None
+            self.files, self.serial = files, serial
+            self.reloads += 1
+        log.info("server certificate reloaded (serial %s) for new connections", serial)
+        return _configuration(files)
+
+
+def check_server_files(files: TlsFiles, now: datetime | None = None) -> str:
+    """The certificate's serial (hex) if the key matches it, it chains directly to a CA of
+    the bundle and it has not expired; raise ValueError otherwise."""
+    try:
+        cert = x509.load_pem_x509_certificate(files.cert_pem)
+        key = serialization.load_pem_private_key(files.key_pem, password=None)
+    except (TypeError, UnsupportedAlgorithm) as exc:
+        raise ValueError(f"unusable key or certificate: {exc}") from exc
+    if key.public_key() != cert.public_key():
+        raise ValueError("the key does not match the certificate")
+    if not issued_by_ca(cert, files.ca_pem):
+        raise ValueError("the certificate is not issued by the CA")
+    if cert.not_valid_after_utc <= (now or datetime.now(UTC)):
+        raise ValueError(
+            f"the certificate expired at {cert.not_valid_after_utc:%Y-%m-%dT%H:%M:%SZ}"
+        )
+    return format(cert.serial_number, "x")
+
+
+def issued_by_ca(cert: x509.Certificate, ca_pem: bytes) -> bool:
+    """Whether a CA of the PEM bundle `ca_pem` signed `cert` (the trust domain's CA signs
+    leaves directly); raise ValueError if the bundle does not parse."""
+    for ca in x509.load_pem_x509_certificates(ca_pem):
+        try:
+            cert.verify_directly_issued_by(ca)
+        except (ValueError, TypeError, InvalidSignature):
+            continue
+        return True
+    return False
+
+
+def _configuration(files: TlsFiles) -> grpc.ServerCertificateConfiguration:
+    return grpc.ssl_server_certificate_configuration(
+        [(files.key_pem, files.cert_pem)], root_certificates=files.ca_pem
+    )
+
+
 def channel_credentials(files: TlsFiles) -> grpc.ChannelCredentials:
     return grpc.ssl_channel_credentials(
         root_certificates=files.ca_pem,
@@ -74,8 +190,11 @@ def secure_channel(address: str, files: TlsFiles) -> grpc.Channel:
 __all__ = [
     "CLIENT_CHANNEL_OPTIONS",
     "MIB",
+    "ReloadingServerCredentials",
     "TlsFiles",
     "channel_credentials",
+    "check_server_files",
+    "issued_by_ca",
     "secure_aio_channel",
     "secure_channel",
     "server_credentials",

@@ -13,7 +13,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import nats
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
@@ -27,7 +26,7 @@ from sentinel.durations import to_timestamp
 from sentinel.envelope import SigningKey, seal
 from sentinel.keyset import COMMAND
 from sentinel.v1 import command_pb2
-from tests.conftest import WAIT_S, Pki, eventually, within
+from tests.conftest import WAIT_S, Pki, eventually, nats_admin, within
 from tests.test_observe_path import agent_settings
 
 UNIT = "trainer.service"
@@ -181,8 +180,10 @@ class EventLog:
         return found[0]
 
 
-async def event_log(nats_url: str) -> tuple[NatsClient, EventLog]:
-    nc = await nats.connect(nats_url)
+async def event_log(hub: Hub) -> tuple[NatsClient, EventLog]:
+    """A `nats-admin` client of the hub's NATS (to publish as the tests please), and the
+    command events it sees."""
+    nc = await nats_admin(hub)
     log = EventLog()
     await nc.subscribe("sentinel.events.command.>", cb=log.on_message)
     await nc.flush()

@@ -11,11 +11,13 @@ from typing import Any
 
 import grpc
 import pytest
+from nats.aio.client import Client as NatsClient
 
 import certs
 from edge_agent.app import Agent
 from hub.app import Hub
 from hub.settings import FleetSettings, HubSettings
+from sentinel import nats_tls
 from sentinel.tls import TlsFiles, secure_aio_channel
 
 WAIT_S = 20.0
@@ -55,6 +57,24 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
         certs.issue_user_certificate(directory, name, role)
     certs.init_ca(rogue)
     return Pki(directory, rogue)
+
+
+async def nats_user(
+    url: str, certs_dir: Path, name: str = certs.NATS_ADMIN, **options: Any
+) -> NatsClient:
+    """A client of a hub's NATS as one of the fixed NATS identities: `nats-admin` (every
+    right) unless `name` says `nats-observer`."""
+    layout = certs.CertLayout(certs_dir)
+    tls = TlsFiles.load(layout.ca_cert, layout.user_cert(name), layout.user_key(name))
+    return await nats_tls.connect(url, tls, **options)
+
+
+async def nats_admin(hub: Hub, **options: Any) -> NatsClient:
+    return await nats_user(hub.nats_url, hub.settings.certs_dir, **options)
+
+
+async def nats_observer(hub: Hub, **options: Any) -> NatsClient:
+    return await nats_user(hub.nats_url, hub.settings.certs_dir, certs.NATS_OBSERVER, **options)
 
 
 def hub_settings(pki: Pki, data_dir: Path, **fleet: Any) -> HubSettings:

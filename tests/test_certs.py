@@ -53,25 +53,37 @@ def san(cert: x509.Certificate) -> x509.SubjectAlternativeName:
 def test_public_names_are_locked() -> None:
     assert sorted(certs.__all__) == [
         "CertLayout",
+        "NATS_ADMIN",
+        "NATS_OBSERVER",
+        "NodeRequest",
+        "audit_signer",
+        "ca_hash",
         "command_keys",
+        "ensure_nats_identities",
         "init_ca",
+        "issue_hub_certificate",
         "issue_node_certificate",
         "issue_user_certificate",
         "load_signer",
         "load_signing_key",
         "load_trust_domain",
         "new_command_key",
+        "new_node_request",
         "policy_signer",
+        "read_node_request",
+        "serial_hex",
+        "sign_node_certificate",
+        "trust_domain_of_pem",
     ]
 
 
 def test_init_creates_every_file_and_keys_are_owner_only(ca_dir: Path) -> None:
     layout = CertLayout(ca_dir)
-    assert len(layout.init_files) == 10
+    assert len(layout.init_files) == 16
     for path in layout.init_files:
         assert path.is_file(), path
     keys = sorted(ca_dir.rglob("*.key"))
-    assert len(keys) == 5
+    assert len(keys) == 8
     assert {mode(key) for key in keys} == {0o600}
     assert mode(layout.signing_dir) == 0o700
     assert not list(ca_dir.rglob("*.tmp"))
@@ -104,6 +116,38 @@ def test_hub_certificate_names_and_usages(ca_dir: Path) -> None:
     }
     assert names.get_values_for_type(x509.UniformResourceIdentifier) == [f"spiffe://{TD}/hub"]
     assert eku(hub) == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
+
+
+def test_nats_server_certificate_names_loopback_only_and_serves_only(ca_dir: Path) -> None:
+    layout = CertLayout(ca_dir)
+    server = load_cert(layout.nats_server_cert)
+    server.verify_directly_issued_by(load_cert(layout.ca_cert))
+    names = san(server)
+    assert names.get_values_for_type(x509.DNSName) == ["localhost"]
+    assert names.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("127.0.0.1")]
+    assert eku(server) == {ExtendedKeyUsageOID.SERVER_AUTH}
+
+
+def test_nats_identities_are_users_and_missing_ones_are_issued_again(ca_dir: Path) -> None:
+    layout = CertLayout(ca_dir)
+    for name, role in ((certs.NATS_OBSERVER, Role.VIEWER), (certs.NATS_ADMIN, Role.ADMIN)):
+        identity = identity_from_pem(layout.user_cert(name).read_bytes(), TD)
+        assert (identity.kind, identity.name, identity.role) == (Kind.USER, name, role)
+    assert certs.ensure_nats_identities(ca_dir) == []  # nothing missing: nothing touched
+    kept = layout.user_cert(certs.NATS_ADMIN).read_bytes()
+    # A directory made before NATS was locked down has none of them.
+    for path in (layout.nats_server_key, layout.user_cert(certs.NATS_OBSERVER)):
+        path.unlink()
+    written = certs.ensure_nats_identities(ca_dir)
+    assert written == [
+        layout.nats_server_cert,
+        layout.nats_server_key,
+        layout.user_cert(certs.NATS_OBSERVER),
+        layout.user_key(certs.NATS_OBSERVER),
+    ]
+    assert all(path.is_file() for path in layout.nats_files)
+    assert layout.user_cert(certs.NATS_ADMIN).read_bytes() == kept
+    assert mode(layout.nats_server_key) == 0o600
 
 
 def test_every_issued_certificate_is_signed_by_the_ca(ca_dir: Path) -> None:

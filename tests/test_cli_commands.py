@@ -316,6 +316,7 @@ async def test_keys_show_rotate_retire(cli: Cli, agent: Agent) -> None:
     before = shown.json()
     (old,) = [k for k in before["keys"] if k["purpose"] == "KEY_PURPOSE_COMMAND"]
     (policy,) = [k for k in before["keys"] if k["purpose"] == "KEY_PURPOSE_POLICY"]
+    (audit,) = [k for k in before["keys"] if k["purpose"] == "KEY_PURPOSE_AUDIT"]
     assert before["command_signing_key_id"] == old["key_id"]
     version = int(before["version"])
 
@@ -334,7 +335,12 @@ async def test_keys_show_rotate_retire(cli: Cli, agent: Agent) -> None:
     assert new != old["key_id"]
     assert int(after["version"]) == version + 1
     assert rotated.out == f"signing with new command key {new} (keyset version {version + 1})\n"
-    assert {k["key_id"] for k in after["keys"]} == {old["key_id"], new, policy["key_id"]}
+    assert {k["key_id"] for k in after["keys"]} == {
+        old["key_id"],
+        new,
+        policy["key_id"],
+        audit["key_id"],
+    }
     await eventually(lambda: agent.trust.version == version + 1)
 
     # The agent verifies a command signed with the new key.
@@ -349,7 +355,7 @@ async def test_keys_show_rotate_retire(cli: Cli, agent: Agent) -> None:
     assert retired.out == f"retired key {old['key_id']} (keyset version {version + 2})\n"
     await eventually(lambda: agent.trust.version == version + 2)
     assert agent.trust.keyset is not None
-    assert set(agent.trust.keyset.keys) == {new, policy["key_id"]}
+    assert set(agent.trust.keyset.keys) == {new, policy["key_id"], audit["key_id"]}
     table = await cli("keys", "show")
     assert node_row(table, new) == [new, "command", "yes"]
     assert old["key_id"] not in table.out

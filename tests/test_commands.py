@@ -61,7 +61,7 @@ async def bench(pki: Pki, hub: Hub, tmp_path: Path) -> AsyncIterator[Bench]:
     agent = await started(
         quiet_agent_settings(pki, hub, tmp_path / "agent", "node-a", script, role="gpu"), hub
     )
-    nc, events = await event_log(hub.nats_url)
+    nc, events = await event_log(hub)
     async with secure_aio_channel(hub.address, pki.user("operator")) as channel:
         try:
             yield Bench(

@@ -3,6 +3,7 @@ the fleet view shows this machine with fresh host metrics; Ctrl-C stops it clean
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -11,12 +12,22 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import psutil
 
+from sentinel import nats_tls
+from sentinel.tls import TlsFiles
 from tests.test_metrics import promtool_findings, scrape
 
 BIN = Path(sys.executable).parent
+NATS_KEYS = (
+    "nats_ca",
+    "nats_observer_cert",
+    "nats_observer_key",
+    "nats_admin_cert",
+    "nats_admin_key",
+)
 DEADLINE_S = 60.0
 
 
@@ -56,10 +67,14 @@ def test_sentinel_dev_end_to_end(tmp_path: Path) -> None:
             "admin_cert",
             "admin_key",
             "node_id",
+            *NATS_KEYS,
         } <= config.keys()
-        for key in ("certs_dir", "ca_cert", "admin_cert", "admin_key"):
+        for key in ("certs_dir", "ca_cert", "admin_cert", "admin_key", *NATS_KEYS):
             assert Path(config[key]).is_absolute() and Path(config[key]).exists()
         assert f"export SENTINEL_CONFIG={config_path}" in banner
+        assert f"--tlscert {config['nats_observer_cert']}" in banner
+        assert config["nats_url"].startswith("tls://127.0.0.1:")
+        assert asyncio.run(_one_telemetry_batch_as_observer(config))
         assert "grpcurl -cacert" in banner and config["hub_address"] in banner
 
         node = _wait_for_node_with_sample(config_path, config["node_id"])
@@ -271,3 +286,77 @@ def test_embedded_nats_dies_with_a_killed_hub(tmp_path: Path) -> None:
     # SIGKILL gives the hub no chance to clean up: the kernel must end the child.
     nats_server.wait(timeout=20)
     assert not nats_server.is_running()
+
+
+def test_a_new_node_joins_sentinel_dev_with_the_line_token_create_prints(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        sentinel("dev", "--data-dir", str(tmp_path / "dev"), "--listen", "127.0.0.1:0"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    joined = None
+    try:
+        _read_until(process, "Press Ctrl-C to stop.")
+        config_path = tmp_path / "dev" / "dev.json"
+        env = {
+            **os.environ,
+            "SENTINEL_CONFIG": str(config_path),
+            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
+        created = subprocess.run(
+            sentinel("certs", "token", "create", "--ttl", "10m", "--node", "joiner",
+                     "--label", "team=new", "--data-dir", str(tmp_path / "joiner")),
+            capture_output=True, text=True, timeout=30, env=env, check=False,
+        )  # fmt: skip
+        assert created.returncode == 0, created.stderr
+        lines = created.stdout.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("sentinel agent enroll --hub ")
+        assert " && sentinel agent run --data-dir " in lines[0]
+        joined = subprocess.Popen(
+            [*lines[0].split(" && ")[0].split(), "--log-level", "warning"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        )  # fmt: skip
+        out, err = joined.communicate(timeout=60)
+        assert joined.returncode == 0, err
+        assert out.startswith("enrolled as node joiner")
+        # The printed line as a whole, through a shell, as the operator pastes it.
+        (tmp_path / "joiner").rename(tmp_path / "enrolled-once")
+        reused = subprocess.run(
+            ["bash", "-c", lines[0]], capture_output=True, text=True, timeout=60, env=env,
+            check=False,
+        )  # fmt: skip
+        assert reused.returncode == 1
+        assert "already used" in reused.stderr and "Traceback" not in reused.stderr
+        (tmp_path / "enrolled-once").rename(tmp_path / "joiner")
+        run_line = lines[0].split(" && ")[1]
+        joined = subprocess.Popen(
+            ["bash", "-c", f"exec {run_line} --metrics 127.0.0.1:0"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        )  # fmt: skip
+        node = _wait_for_node_with_sample(config_path, "joiner")
+        assert node["state"] == "NODE_STATE_ONLINE"
+        assert node["assigned_labels"] == {"team": "new"}
+    finally:
+        if joined is not None and joined.poll() is None:
+            joined.send_signal(signal.SIGTERM)
+            joined.communicate(timeout=30)
+        os.killpg(process.pid, signal.SIGINT)
+        process.communicate(timeout=30)
+    assert process.returncode == 0
+
+
+async def _one_telemetry_batch_as_observer(config: dict[str, Any]) -> bytes:
+    """What a user does with dev.json's nats_* keys: read the fleet's telemetry."""
+    tls = TlsFiles.load(
+        Path(config["nats_ca"]),
+        Path(config["nats_observer_cert"]),
+        Path(config["nats_observer_key"]),
+    )
+    nc = await nats_tls.connect(config["nats_url"], tls)
+    try:
+        subscription = await nc.subscribe("sentinel.telemetry.>")
+        return (await subscription.next_msg(timeout=DEADLINE_S)).data
+    finally:
+        await nc.close()

@@ -23,7 +23,16 @@ from edge_agent.state import SequenceState
 from hub.app import Hub
 from sentinel import subjects
 from sentinel.v1 import telemetry_pb2
-from tests.conftest import Pki, counter, eventually, spool_until, within
+from tests.conftest import (
+    Pki,
+    counter,
+    eventually,
+    nats_admin,
+    nats_observer,
+    nats_user,
+    spool_until,
+    within,
+)
 from tests.test_observe_path import agent_settings
 
 BIN = Path(sys.executable).parent
@@ -112,7 +121,7 @@ async def test_hub_sigkill_under_ten_agents_loses_and_duplicates_nothing(
     finally:
         for agent in agents:
             await agent.stop()
-    observer = await nats.connect(hub_process.nats_url)
+    observer = await nats_user(hub_process.nats_url, hub_process.pki.directory)
     try:
         js = observer.jetstream()
         for agent in agents:
@@ -168,7 +177,7 @@ async def test_agent_killed_twenty_times_loses_no_spooled_batch(
     )
     agent.send_signal(signal.SIGTERM)  # seals, drains, exits
     assert await within(agent.wait()) == 0
-    observer = await nats.connect(hub.nats_url)
+    observer = await nats_admin(hub)
     try:
         seqs = await _stream_seqs(observer.jetstream(), "kill-1")
     finally:
@@ -237,7 +246,7 @@ async def test_bytes_flipped_in_the_spool_are_skipped_announced_and_counted(
     segments[0].write_bytes(
         middle[:position] + bytes([middle[position] ^ 0xFF]) + middle[position + 1 :]
     )
-    events = await nats.connect(hub.nats_url)
+    events = await nats_observer(hub)
     gap_events = await events.subscribe("sentinel.events.telemetry.gap.flip-1")
     await events.flush()
     agent = await Agent.start(replace(offline, link=replace(offline.link, hub_address=hub.address)))
@@ -254,7 +263,7 @@ async def test_bytes_flipped_in_the_spool_are_skipped_announced_and_counted(
         await events.close()
     node = hub.registry.get("flip-1")
     assert node is not None
-    observer = await nats.connect(hub.nats_url)
+    observer = await nats_admin(hub)
     try:
         stored = await _stream_seqs(observer.jetstream(), "flip-1")
     finally:

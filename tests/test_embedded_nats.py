@@ -1,4 +1,5 @@
-"""The embedded nats-server's durability setting: fsync before every PubAck by default."""
+"""The embedded nats-server: its durability setting (fsync before every PubAck by default)
+and its locked-down mode (mutual TLS, users mapped by certificate, reloaded in place)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,13 @@ from pathlib import Path
 import nats
 import pytest
 
+import certs
 from cli.main import main
-from hub.embedded_nats import EmbeddedNats
+from hub.embedded_nats import EmbeddedNats, NatsTls
+from hub.nats_access import authorization
+from sentinel import nats_tls
+from sentinel.errors import Unavailable
+from tests.conftest import Pki
 
 
 @pytest.mark.parametrize(("sync", "expected"), [(None, "always"), ("2m", "2m")])
@@ -40,3 +46,27 @@ def test_a_bad_sync_setting_is_one_clear_line(
         'sentinel: error: invalid duration "soon": use Go syntax such as 90s, 15m or 2h\n'
     )
     assert not (tmp_path / "d").exists()  # nothing was started
+
+
+async def test_a_reload_the_server_refuses_is_an_error_and_changes_nothing(
+    pki: Pki, tmp_path: Path
+) -> None:
+    layout = pki.layout
+    server = await EmbeddedNats.start(
+        tmp_path,
+        tls=NatsTls(layout.nats_server_cert, layout.nats_server_key, layout.ca_cert),
+        authorization=authorization("sentinel.local", ()),
+    )
+    try:
+        assert server.url.startswith("tls://127.0.0.1:")
+        await server.reload(authorization("sentinel.local", ["node-a"]))
+        assert server.reloads == 1
+        with pytest.raises(Unavailable) as caught:
+            await server.reload("authorization { users = [ {user: } ] }\n")
+        assert caught.value.reason == "NATS_RELOAD_FAILED"
+        assert server.process.returncode is None
+        nc = await nats_tls.connect(server.url, pki.user(certs.NATS_ADMIN))
+        await nc.jetstream().account_info()  # still up, with the rights it had
+        await nc.close()
+    finally:
+        await server.stop()

@@ -228,7 +228,8 @@ async def test_malformed_agent_streams_are_invalid_arguments(
 
 def test_the_readme_rbac_table_is_the_rule_table() -> None:
     readme = (Path(__file__).parents[1] / "README.md").read_text()
-    row = r"^\| `((?:Agent|Fleet|Command|Key|Policy|Rollout|Enrollment)Service/\w+)` \| (.+) \|$"
+    services = "Agent|Fleet|Command|Key|Policy|Rollout|Enrollment|Audit"
+    row = rf"^\| `((?:{services})Service/\w+)` \| (.+) \|$"
     rows = dict(re.findall(row, readme, re.M))
     documented = {f"/sentinel.v1.{rpc}": who for rpc, who in rows.items()}
     v1 = {m: a for m, a in METHOD_RULES.items() if m.startswith("/sentinel.v1.")}

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import nats
 import psutil
 import pytest
 from nats.aio.msg import Msg
@@ -30,7 +29,7 @@ from sentinel.errors import ConfigError
 from sentinel.rpc_errors import reason_of
 from sentinel.tls import TlsFiles, channel_credentials
 from sentinel.v1 import agent_pb2, agent_pb2_grpc, fleet_pb2, fleet_pb2_grpc, telemetry_pb2
-from tests.conftest import Pki, counter, hub_settings, spool_until, within
+from tests.conftest import Pki, counter, hub_settings, nats_observer, spool_until, within
 from tests.test_metrics import scrape
 from tests.test_pod_attribution import KubeletServer, pod
 
@@ -213,7 +212,7 @@ async def test_agent_keeps_its_batches_through_a_hub_outage(pki: Pki, tmp_path: 
 
 async def test_node_online_and_offline_events_on_nats(hub: Hub, pki: Pki, tmp_path: Path) -> None:
     received: asyncio.Queue[dict[str, object]] = asyncio.Queue()
-    observer = await nats.connect(hub.nats_url)
+    observer = await nats_observer(hub)
 
     async def collect(msg: Msg) -> None:
         received.put_nowait(json.loads(msg.data))
@@ -363,7 +362,7 @@ async def test_spool_overflow_during_an_outage_is_announced_as_a_gap(
         assert agent.spool.bytes_on_disk() <= 2048  # the cap holds through the outage
         second = await Hub.start(replace(settings, listen=f"127.0.0.1:{first.port}"))
         gaps: asyncio.Queue[dict[str, object]] = asyncio.Queue()
-        observer = await nats.connect(second.nats_url)
+        observer = await nats_observer(second)
 
         async def collect(msg: Msg) -> None:
             gaps.put_nowait(json.loads(msg.data))
@@ -414,7 +413,7 @@ async def test_gpu_health_changes_become_events_with_their_cause(
     hub: Hub, pki: Pki, channel_to: Channels
 ) -> None:
     received: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    observer = await nats.connect(hub.nats_url)
+    observer = await nats_observer(hub)
 
     async def collect(msg: Msg) -> None:
         received.put_nowait(json.loads(msg.data))

@@ -34,7 +34,7 @@ from tests.command_helpers import (
     recording_systemctl,
     sign,
 )
-from tests.conftest import Pki, eventually, hub_settings, within
+from tests.conftest import Pki, eventually, hub_settings, nats_admin, within
 from tests.test_commands import finished, issue
 
 S = command_pb2
@@ -194,7 +194,7 @@ def _stranger():  # type: ignore[no-untyped-def]
 async def test_an_expired_bundle_puts_the_agent_in_safe_mode(
     pki: Pki, hub: Hub, agent: Agent
 ) -> None:
-    nc = await nats.connect(hub.nats_url)
+    nc = await nats_admin(hub)
     events = EventLog()
     await nc.subscribe("sentinel.events.policy.>", cb=events.on_message)
     results = Results()
@@ -235,7 +235,7 @@ async def test_evaluate_policy_agrees_with_what_the_agent_does_for_node_rules(
     pki: Pki, hub: Hub, agent: Agent
 ) -> None:
     await apply(hub, bundle(2, POWER_BAND + TWO_RESTARTS + frozen_now("node.labels.set")), agent)
-    nc = await nats.connect(hub.nats_url)
+    nc = await nats_admin(hub)
     results = Results()
     await nc.subscribe("sentinel.results.node-a", cb=results.on_message)
     async with secure_aio_channel(hub.address, pki.user("operator")) as channel:
@@ -292,7 +292,7 @@ async def test_hub_denies_before_signing_and_break_glass_runs_once_and_is_audite
     await apply(hub, bundle(2, frozen_now("node.labels.set")), agent)
     labels = {"labels": S.ParameterValue(string_value="pool=hotfix")}
     target = {"target": S.CommandTarget(node_id="node-a"), "action": "node.labels.set"}
-    nc = await nats.connect(hub.nats_url)
+    nc = await nats_admin(hub)
     events = EventLog()
     await nc.subscribe("sentinel.events.>", cb=events.on_message)
     glass = S.BreakGlassRequest(reason="INC-4711: roll the label back")
@@ -335,7 +335,7 @@ async def test_a_command_that_needs_approval_waits_for_an_admin(
     rule = "  - id: four-eyes\n    kind: require_approval\n    actions: [node.labels.set]\n"
     await apply(hub, bundle(2, rule), agent)
     labels = {"labels": S.ParameterValue(string_value="pool=reviewed")}
-    nc = await nats.connect(hub.nats_url)
+    nc = await nats_admin(hub)
     try:
         async with secure_aio_channel(hub.address, pki.user("operator")) as channel:
             operator = command_pb2_grpc.CommandServiceStub(channel)

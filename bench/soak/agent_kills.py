@@ -22,12 +22,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import nats
-
 sys.path.insert(0, str(Path(__file__).parents[1]))  # bench/report.py
 
 from report import machine, report
-from seqcheck import lost_and_duplicated, stored_seqs
+from seqcheck import lost_and_duplicated, nats_admin, stored_seqs
 
 import certs
 from edge_agent.state import SequenceState
@@ -85,7 +83,7 @@ def allocated(data_dir: Path) -> int:
 
 
 async def stored(hub: Hub) -> list[int]:
-    observer = await nats.connect(hub.nats_url)
+    observer = await nats_admin(hub.nats_url, hub.settings.certs_dir)
     try:
         return await stored_seqs(observer.jetstream(), NODE)
     finally:

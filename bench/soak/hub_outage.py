@@ -20,12 +20,10 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import nats
-
 sys.path.insert(0, str(Path(__file__).parents[1]))  # bench/report.py
 
 from report import machine, report
-from seqcheck import lost_and_duplicated, stored_seqs
+from seqcheck import lost_and_duplicated, nats_admin, stored_seqs
 
 import certs
 from edge_agent.app import Agent
@@ -112,7 +110,7 @@ async def soak(agents_n: int, outage_s: float) -> dict[str, float]:
             drain_s = time.monotonic() - returned
         finally:
             await asyncio.gather(*(a.stop() for a in agents))
-        observer = await nats.connect(hub.nats_url)
+        observer = await nats_admin(hub.nats_url, hub.certs_dir)
         lost = duplicated = batches = 0
         try:
             js = observer.jetstream()

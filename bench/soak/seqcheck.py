@@ -3,10 +3,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 
-from sentinel import subjects
+import certs
+from sentinel import nats_tls, subjects
+from sentinel.tls import TlsFiles
 from sentinel.v1 import telemetry_pb2
+
+
+async def nats_admin(url: str, certs_dir: Path) -> NatsClient:
+    """A client of the hub's NATS with every right (reading streams needs the JetStream API)."""
+    layout, admin = certs.CertLayout(certs_dir), certs.NATS_ADMIN
+    tls = TlsFiles.load(layout.ca_cert, layout.user_cert(admin), layout.user_key(admin))
+    return await nats_tls.connect(url, tls)
 
 
 async def stored_seqs(js: JetStreamContext, node_id: str) -> list[int]:

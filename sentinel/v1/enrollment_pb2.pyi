@@ -24,8 +24,15 @@ ENROLLMENT_STATE_ISSUED: EnrollmentState
 ENROLLMENT_STATE_DENIED: EnrollmentState
 
 class Enrollment(_message.Message):
-    __slots__ = ("enrollment_id", "node_id", "state", "labels", "requested_at", "approved_by")
+    __slots__ = ("enrollment_id", "node_id", "state", "labels", "requested_at", "approved_by", "reported_labels", "serial")
     class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class ReportedLabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -38,13 +45,17 @@ class Enrollment(_message.Message):
     LABELS_FIELD_NUMBER: _ClassVar[int]
     REQUESTED_AT_FIELD_NUMBER: _ClassVar[int]
     APPROVED_BY_FIELD_NUMBER: _ClassVar[int]
+    REPORTED_LABELS_FIELD_NUMBER: _ClassVar[int]
+    SERIAL_FIELD_NUMBER: _ClassVar[int]
     enrollment_id: str
     node_id: str
     state: EnrollmentState
     labels: _containers.ScalarMap[str, str]
     requested_at: _timestamp_pb2.Timestamp
     approved_by: str
-    def __init__(self, enrollment_id: _Optional[str] = ..., node_id: _Optional[str] = ..., state: _Optional[_Union[EnrollmentState, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., requested_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., approved_by: _Optional[str] = ...) -> None: ...
+    reported_labels: _containers.ScalarMap[str, str]
+    serial: str
+    def __init__(self, enrollment_id: _Optional[str] = ..., node_id: _Optional[str] = ..., state: _Optional[_Union[EnrollmentState, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., requested_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., approved_by: _Optional[str] = ..., reported_labels: _Optional[_Mapping[str, str]] = ..., serial: _Optional[str] = ...) -> None: ...
 
 class EnrollRequest(_message.Message):
     __slots__ = ("token", "csr_pem", "labels", "enrollment_id")
@@ -103,12 +114,18 @@ class CreateEnrollmentTokenRequest(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., manual_approval: _Optional[bool] = ...) -> None: ...
 
 class CreateEnrollmentTokenResponse(_message.Message):
-    __slots__ = ("token", "expires_at")
+    __slots__ = ("token", "expires_at", "enroll_address", "hub_address", "ca_hash")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    ENROLL_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    HUB_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    CA_HASH_FIELD_NUMBER: _ClassVar[int]
     token: str
     expires_at: _timestamp_pb2.Timestamp
-    def __init__(self, token: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    enroll_address: str
+    hub_address: str
+    ca_hash: str
+    def __init__(self, token: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., enroll_address: _Optional[str] = ..., hub_address: _Optional[str] = ..., ca_hash: _Optional[str] = ...) -> None: ...
 
 class ListEnrollmentsRequest(_message.Message):
     __slots__ = ("page_size", "page_token", "state")
@@ -129,10 +146,19 @@ class ListEnrollmentsResponse(_message.Message):
     def __init__(self, enrollments: _Optional[_Iterable[_Union[Enrollment, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class ApproveEnrollmentRequest(_message.Message):
-    __slots__ = ("enrollment_id",)
+    __slots__ = ("enrollment_id", "labels")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     ENROLLMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
     enrollment_id: str
-    def __init__(self, enrollment_id: _Optional[str] = ...) -> None: ...
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, enrollment_id: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class ApproveEnrollmentResponse(_message.Message):
     __slots__ = ("enrollment",)

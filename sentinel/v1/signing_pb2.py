@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19sentinel/v1/signing.proto\x12\x0bsentinel.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"c\n\x0eSignedEnvelope\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\x12*\n\nsignatures\x18\x02 \x03(\x0b\x32\x16.sentinel.v1.Signature\x12\x14\n\x0cpayload_type\x18\x03 \x01(\t\".\n\tSignature\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x11\n\tsignature\x18\x02 \x01(\x0c\"b\n\nTrustedKey\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12(\n\x07purpose\x18\x02 \x01(\x0e\x32\x17.sentinel.v1.KeyPurpose\x12\x1a\n\x12\x65\x64\x32\x35\x35\x31\x39_public_key\x18\x03 \x01(\x0c\"\x9f\x01\n\x06Keyset\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12-\n\tissued_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x04keys\x18\x04 \x03(\x0b\x32\x17.sentinel.v1.TrustedKey*p\n\nKeyPurpose\x12\x1b\n\x17KEY_PURPOSE_UNSPECIFIED\x10\x00\x12\x14\n\x10KEY_PURPOSE_ROOT\x10\x01\x12\x17\n\x13KEY_PURPOSE_COMMAND\x10\x02\x12\x16\n\x12KEY_PURPOSE_POLICY\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19sentinel/v1/signing.proto\x12\x0bsentinel.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"c\n\x0eSignedEnvelope\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\x12*\n\nsignatures\x18\x02 \x03(\x0b\x32\x16.sentinel.v1.Signature\x12\x14\n\x0cpayload_type\x18\x03 \x01(\t\".\n\tSignature\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x11\n\tsignature\x18\x02 \x01(\x0c\"b\n\nTrustedKey\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12(\n\x07purpose\x18\x02 \x01(\x0e\x32\x17.sentinel.v1.KeyPurpose\x12\x1a\n\x12\x65\x64\x32\x35\x35\x31\x39_public_key\x18\x03 \x01(\x0c\"\x9f\x01\n\x06Keyset\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12-\n\tissued_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x04keys\x18\x04 \x03(\x0b\x32\x17.sentinel.v1.TrustedKey*\x87\x01\n\nKeyPurpose\x12\x1b\n\x17KEY_PURPOSE_UNSPECIFIED\x10\x00\x12\x14\n\x10KEY_PURPOSE_ROOT\x10\x01\x12\x17\n\x13KEY_PURPOSE_COMMAND\x10\x02\x12\x16\n\x12KEY_PURPOSE_POLICY\x10\x03\x12\x15\n\x11KEY_PURPOSE_AUDIT\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sentinel.v1.signing_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_KEYPURPOSE']._serialized_start=486
-  _globals['_KEYPURPOSE']._serialized_end=598
+  _globals['_KEYPURPOSE']._serialized_start=487
+  _globals['_KEYPURPOSE']._serialized_end=622
   _globals['_SIGNEDENVELOPE']._serialized_start=75
   _globals['_SIGNEDENVELOPE']._serialized_end=174
   _globals['_SIGNATURE']._serialized_start=176

@@ -16,10 +16,12 @@ class KeyPurpose(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     KEY_PURPOSE_ROOT: _ClassVar[KeyPurpose]
     KEY_PURPOSE_COMMAND: _ClassVar[KeyPurpose]
     KEY_PURPOSE_POLICY: _ClassVar[KeyPurpose]
+    KEY_PURPOSE_AUDIT: _ClassVar[KeyPurpose]
 KEY_PURPOSE_UNSPECIFIED: KeyPurpose
 KEY_PURPOSE_ROOT: KeyPurpose
 KEY_PURPOSE_COMMAND: KeyPurpose
 KEY_PURPOSE_POLICY: KeyPurpose
+KEY_PURPOSE_AUDIT: KeyPurpose
 
 class SignedEnvelope(_message.Message):
     __slots__ = ("payload", "signatures", "payload_type")

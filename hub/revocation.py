@@ -1,0 +1,142 @@
+"""Revoked certificates, shared by every hub through JetStream KV (`sentinel_revoked`).
+
+Keys: `serial.<hex>` revokes one certificate; `node.<id>` revokes a node identity, so
+every certificate that names it is refused, including ones issued offline that no hub
+recorded. Entries are never removed.
+
+Invariants: the hub that revokes applies it at once; every other hub applies it at
+its next poll (`HubSettings.revocation_poll_interval`); a poll reads the bucket only
+when its stream moved. Once applied, every RPC from a revoked certificate is refused
+(PERMISSION_DENIED, reason CERT_REVOKED) and its open streams are ended
+(`hub.auth.OpenCalls`); `on_change` then takes away the node's NATS rights.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+
+import msgspec
+from nats.js import JetStreamContext, api
+from nats.js.kv import KeyValue
+
+from hub.state import bucket_keys, store_unavailable
+from sentinel import subjects
+from sentinel.errors import InvalidArgument, SentinelError
+from sentinel.identity import Identity, Kind, validate_node_id
+
+log = logging.getLogger(__name__)
+
+_SERIAL = re.compile(r"[0-9a-f]{1,40}")
+
+
+class Revoked(msgspec.Struct, frozen=True):
+    revoked_at: float
+    revoked_by: str
+    reason: str
+    # The node the serial belonged to, where known ("" otherwise).
+    node_id: str = ""
+
+
+def normalise_serial(serial: str) -> str:
+    """Lower-case hex without leading zeros, `0x` or colons; raise INVALID_SERIAL otherwise."""
+    digits = serial.strip().lower().removeprefix("0x").replace(":", "")
+    text = digits.lstrip("0") or "0"
+    if not digits or not _SERIAL.fullmatch(text):
+        raise InvalidArgument(
+            f"invalid serial {serial!r}: give the certificate serial number in hex",
+            reason="INVALID_SERIAL",
+        )
+    return text
+
+
+class Revocations:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        kv: KeyValue,
+        clock: Callable[[], datetime],
+        poll_interval: timedelta,
+    ) -> None:
+        self._js = js
+        self._kv = kv
+        self._clock = clock
+        self._poll_interval = poll_interval
+        self.serials: dict[str, Revoked] = {}
+        self.nodes: dict[str, Revoked] = {}
+        self._last_seq = -1
+        # Called after the revoked set grew, with the node ids newly cut off.
+        self.on_change: Callable[[set[str]], Awaitable[None]] | None = None
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(
+        cls, js: JetStreamContext, clock: Callable[[], datetime], poll_interval: timedelta
+    ) -> Revocations:
+        kv = await js.create_key_value(
+            bucket=subjects.REVOKED_BUCKET, history=1, storage=api.StorageType.FILE
+        )
+        revocations = cls(js, kv, clock, poll_interval)
+        await revocations.refresh()
+        return revocations
+
+    def is_revoked(self, serial: str, identity: Identity) -> bool:
+        if serial in self.serials:
+            return True
+        return identity.kind is Kind.NODE and identity.name in self.nodes
+
+    async def revoke_node(self, node_id: str, *, by: str, reason: str) -> None:
+        validate_node_id(node_id)
+        await self._put(f"node.{node_id}", Revoked(self._clock().timestamp(), by, reason, node_id))
+
+    async def revoke_serial(self, serial: str, *, by: str, reason: str, node_id: str = "") -> None:
+        record = Revoked(self._clock().timestamp(), by, reason, node_id)
+        await self._put(f"serial.{normalise_serial(serial)}", record)
+
+    async def _put(self, key: str, record: Revoked) -> None:
+        with store_unavailable("recording a revocation"):
+            await self._kv.put(key, msgspec.json.encode(record))
+        await self.refresh()
+
+    async def refresh(self) -> bool:
+        """Re-read the bucket if it changed; True if the revoked set grew."""
+        async with self._lock:
+            return await self._refresh()
+
+    async def _refresh(self) -> bool:
+        with store_unavailable("reading the revoked set"):
+            info = await self._js.stream_info(f"KV_{subjects.REVOKED_BUCKET}")
+            if info.state.last_seq == self._last_seq:
+                return False
+            last_seq = info.state.last_seq
+            keys = await bucket_keys(self._js, subjects.REVOKED_BUCKET)
+            serials, nodes = dict(self.serials), dict(self.nodes)
+            for key in keys:
+                kind, _, name = key.partition(".")
+                table = serials if kind == "serial" else nodes if kind == "node" else None
+                if table is None or name in table:
+                    continue
+                entry = await self._kv.get(key)
+                if entry.value:
+                    table[name] = msgspec.json.decode(entry.value, type=Revoked)
+        cut_off = {r.node_id for r in serials.values() if r.node_id} | set(nodes)
+        cut_off -= {r.node_id for r in self.serials.values() if r.node_id} | set(self.nodes)
+        grew = len(serials) + len(nodes) > len(self.serials) + len(self.nodes)
+        self.serials, self.nodes, self._last_seq = serials, nodes, last_seq
+        if grew:
+            log.info("revoked set: %d certificates, %d nodes", len(serials), len(nodes))
+            if self.on_change is not None:
+                await self.on_change(cut_off)
+        return grew
+
+    async def run(self) -> None:
+        """Poll forever; a store that is away is retried at the next interval."""
+        while True:
+            await asyncio.sleep(self._poll_interval.total_seconds())
+            try:
+                await self.refresh()
+            except SentinelError as exc:
+                log.warning("cannot read the revoked set: %s", exc)
