@@ -51,7 +51,6 @@ from hub.server import (
     Services,
     build_enroll_server,
     build_server,
-    enroll_credentials,
     set_serving,
 )
 from hub.settings import HubSettings
@@ -260,7 +259,7 @@ class Hub:
             trust.advertised.hub_port = port
             if settings.enroll_listen:
                 trust.enroll_server, trust.advertised.enroll_port = await _serve_enrollment(
-                    settings, server_tls, PublicEnrollmentService(enrollment_service)
+                    settings, PublicEnrollmentService(enrollment_service)
                 )
                 undo.push_async_callback(trust.enroll_server.stop, 0)
             await set_serving(health, True)
@@ -397,12 +396,17 @@ async def _open_trust(  # noqa: PLR0917
 
 
 async def _serve_enrollment(
-    settings: HubSettings, tls: ReloadingServerCredentials, service: PublicEnrollmentService
+    settings: HubSettings, service: PublicEnrollmentService
 ) -> tuple[grpc.aio.Server, int]:
+    layout = certs.CertLayout(settings.certs_dir)
+    # The hub's certificate, reloaded like the main listener's, followed by the CA's.
+    tls = ReloadingServerCredentials(
+        layout.ca_cert, layout.hub_cert, layout.hub_key, enrollment=True
+    )
     server = build_enroll_server(service)
     listen = settings.enroll_listen or ""
     try:
-        port = server.add_secure_port(listen, enroll_credentials(tls.files))
+        port = server.add_secure_port(listen, tls.credentials())
     except RuntimeError as exc:
         raise ConfigError(
             f"cannot listen on {listen} for enrollment: the address is in use or not local",

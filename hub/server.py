@@ -11,7 +11,7 @@ from grpc_reflection.v1alpha import reflection
 from hub.auth import AuthInterceptor, Gate
 from hub.settings import ServerLimits
 from hub.unimplemented import unimplemented_service
-from sentinel.tls import MIB, TlsFiles
+from sentinel.tls import MIB
 from sentinel.v1 import (
     agent_pb2,
     agent_pb2_grpc,
@@ -129,17 +129,6 @@ def build_enroll_server(service: enrollment_pb2_grpc.EnrollmentServiceServicer) 
     )
     enrollment_pb2_grpc.add_EnrollmentServiceServicer_to_server(service, server)
     return server
-
-
-def enroll_credentials(files: TlsFiles) -> grpc.ServerCredentials:
-    """Server-authenticated TLS: no client certificate is asked for. The chain sent is the
-    hub's certificate and the CA's, so that a new node can check the CA against the hash
-    it was given before it trusts anything the hub says."""
-    return grpc.ssl_server_credentials(
-        [(files.key_pem, files.cert_pem + b"\n" + files.ca_pem)],
-        root_certificates=None,
-        require_client_auth=False,
-    )
 
 
 async def set_serving(health_servicer: health.aio.HealthServicer, serving: bool) -> None:

@@ -80,7 +80,10 @@ class ReloadingServerCredentials:
     the server's connection age limit bounds how long they live.
     """
 
-    def __init__(self, ca: Path, cert: Path, key: Path) -> None:
+    def __init__(self, ca: Path, cert: Path, key: Path, *, enrollment: bool = False) -> None:
+        # enrollment: server-authenticated only (no client certificate asked for), and the
+        # CA sent after the certificate, so a new node can check it against its pinned hash.
+        self._enrollment = enrollment
         self._paths = (ca, cert, key)
         self._lock = threading.Lock()
         self.files = TlsFiles.load(ca, cert, key)
@@ -93,8 +96,16 @@ class ReloadingServerCredentials:
 
     def credentials(self) -> grpc.ServerCredentials:
         return grpc.dynamic_ssl_server_credentials(
-            _configuration(self.files), self._fetch, require_client_authentication=True
+            self._configuration(self.files),
+            self._fetch,
+            require_client_authentication=not self._enrollment,
         )
+
+    def _configuration(self, files: TlsFiles) -> grpc.ServerCertificateConfiguration:
+        if self._enrollment:
+            chain = files.cert_pem.rstrip(b"\n") + b"\n" + files.ca_pem
+            return grpc.ssl_server_certificate_configuration([(files.key_pem, chain)])
+        return _configuration(files)
 
     def _stat(self) -> _Stamp:
         stats = [os.stat(path) for path in self._paths]
@@ -129,7 +140,7 @@ class ReloadingServerCredentials:
             self.files, self.serial = files, serial
             self.reloads += 1
         log.info("server certificate reloaded (serial %s) for new connections", serial)
-        return _configuration(files)
+        return self._configuration(files)
 
 
 def check_server_files(files: TlsFiles, now: datetime | None = None) -> str:

@@ -338,6 +338,32 @@ def test_a_new_node_joins_sentinel_dev_with_the_line_token_create_prints(tmp_pat
         node = _wait_for_node_with_sample(config_path, "joiner")
         assert node["state"] == "NODE_STATE_ONLINE"
         assert node["assigned_labels"] == {"team": "new"}
+
+        # The audit log holds the enrollment, verifies, and a tampered copy does not.
+        def audit(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                sentinel("audit", *args), capture_output=True, text=True, timeout=60, env=env,
+                check=False,
+            )  # fmt: skip
+
+        listed = audit("ls", "--action", "enrollment.", "-o", "json")
+        assert listed.returncode == 0, listed.stderr
+        assert '"enrollment.issued"' in listed.stdout and '"joiner"' in listed.stdout
+        verified = audit("verify")
+        assert verified.returncode == 0, verified.stderr
+        assert verified.stdout.startswith("audit log verified")
+        export = tmp_path / "audit.jsonl"
+        assert audit("export", str(export)).returncode == 0
+        assert audit("verify", "--file", str(export)).returncode == 0
+        lines = export.read_bytes().splitlines(keepends=True)
+        issued = next(i for i, line in enumerate(lines) if b'"enrollment.issued"' in line)
+        lines[issued] = lines[issued].replace(b'"joiner"', b'"intruder"')
+        tampered = tmp_path / "tampered.jsonl"
+        tampered.write_bytes(b"".join(lines))
+        refused = audit("verify", "--file", str(tampered))
+        assert refused.returncode == 1
+        assert f"(line {issued + 1})" in refused.stdout + refused.stderr
+        assert "Traceback" not in refused.stderr
     finally:
         if joined is not None and joined.poll() is None:
             joined.send_signal(signal.SIGTERM)

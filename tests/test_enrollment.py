@@ -4,6 +4,8 @@ one-time tokens in JetStream KV, CSRs checked by the hub, files an agent then ru
 from __future__ import annotations
 
 import asyncio
+import socket
+import ssl
 import stat
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
@@ -18,7 +20,7 @@ from cryptography.x509.oid import NameOID
 
 import certs
 from edge_agent.app import Agent
-from edge_agent.enroll import Enrolled, enroll
+from edge_agent.enroll import Enrolled, enroll, fetch_pinned_ca
 from edge_agent.settings import AgentSettings, LinkSettings, SamplingSettings
 from hub.app import Hub
 from hub.registry import ONLINE
@@ -29,6 +31,7 @@ from sentinel.rpc_errors import reason_of
 from sentinel.tls import secure_aio_channel
 from sentinel.v1 import enrollment_pb2, enrollment_pb2_grpc, fleet_pb2, fleet_pb2_grpc
 from tests.conftest import WAIT_S, Pki, hub_settings
+from tests.test_cert_rotation import copy_pki
 
 
 @dataclass
@@ -378,3 +381,41 @@ async def test_the_enrollment_port_asks_for_no_client_certificate_and_names_the_
                 enrollment_pb2.EnrollRequest(token="nope")
             )
     assert reason_of(caught.value) == "TOKEN_INVALID"
+
+
+async def test_the_enrollment_port_serves_a_replaced_hub_certificate(
+    pki: Pki, tmp_path: Path
+) -> None:
+    directory = copy_pki(pki, tmp_path / "certs")
+    ca_hash = certs.ca_hash(certs.CertLayout(directory).ca_cert.read_bytes())
+    settings = replace(
+        hub_settings(pki, tmp_path / "hub"), certs_dir=directory, enroll_listen="127.0.0.1:0"
+    )
+    hub = await Hub.start(settings)
+    try:
+        address = hub.trust.enroll_address
+        first = await asyncio.to_thread(presented_serial, address)
+        certs.issue_hub_certificate(directory)
+        second = await asyncio.to_thread(presented_serial, address)
+        # The pinned CA still comes with it, so new nodes keep enrolling.
+        assert await asyncio.to_thread(fetch_pinned_ca, address, ca_hash)
+    finally:
+        await hub.stop()
+    assert first != second
+    assert second == certs.serial_hex(
+        x509.load_pem_x509_certificate(certs.CertLayout(directory).hub_cert.read_bytes())
+    )
+
+
+def presented_serial(address: str) -> str:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    host, port = address.rsplit(":", 1)
+    with (
+        socket.create_connection((host, int(port)), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=host) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return certs.serial_hex(x509.load_der_x509_certificate(der))
