@@ -104,11 +104,21 @@ class HubLink:
                     await self._session()
                 except _Switching:
                     continue  # at once: the old stream stays up until the new hello is answered
-                except (grpc.aio.AioRpcError, SessionEnded, TimeoutError, OSError) as exc:
+                except (
+                    grpc.aio.AioRpcError,
+                    SessionEnded,
+                    TimeoutError,
+                    OSError,
+                    # grpc.aio's answer to a read or write on a call that has just ended.
+                    asyncio.InvalidStateError,
+                ) as exc:
                     text = describe(exc) if isinstance(exc, grpc.RpcError) else str(exc)
                     if text != self.last_error:
                         log.warning("hub link down: %s", text)
                     self.last_error = text
+                except Exception:  # a bug must cost one session, never the link for good
+                    log.exception("hub link session failed unexpectedly; reconnecting")
+                    self.last_error = "internal error"
                 await self._end_previous()
                 self.connected.clear()
                 self.session_tls = None

@@ -73,29 +73,33 @@ class EnrollmentService(enrollment_pb2_grpc.EnrollmentServiceServicer):
         self, request: enrollment_pb2.EnrollRequest, context: grpc.aio.ServicerContext
     ) -> enrollment_pb2.EnrollResponse:
         peer = context.peer()
+        actor = _token_actor(request.token)
         try:
             outcome = await self._enrollments.enroll(
                 request.token, request.csr_pem, dict(request.labels), request.enrollment_id
             )
         except SentinelError as exc:
             log.info("enrollment from %s refused (%s): %s", peer, exc.reason, exc)
-            await self._record("enrollment.refused", peer, "", "refused", exc.reason)
+            await self._record("enrollment.refused", actor, "", "refused", exc.reason, peer=peer)
             await abort_with_error(context, exc)
             raise  # unreachable: abort raises
         enrollment = outcome.enrollment
         response = enrollment_pb2.EnrollResponse(enrollment=enrollment)
         if not outcome.certificate_pem:
             if not request.enrollment_id:
-                await self._record("enrollment.requested", peer, enrollment.node_id, "pending", "")
+                await self._record(
+                    "enrollment.requested", actor, enrollment.node_id, "pending", "", peer=peer
+                )
             return response
         if not request.enrollment_id:
             await self._record(
                 "enrollment.issued",
-                peer,
+                actor,
                 enrollment.node_id,
                 "issued",
                 "",
                 serial=enrollment.serial,
+                peer=peer,
             )
         response.certificate_pem = outcome.certificate_pem
         response.ca_bundle_pem = self._certificates.ca_pem
@@ -175,11 +179,19 @@ class EnrollmentService(enrollment_pb2_grpc.EnrollmentServiceServicer):
         return enrollment_pb2.RevokeCertificateResponse(revoked_serials=serials)
 
     async def _record(
-        self, action: str, actor: str, target: str, outcome: str, reason: str, *, serial: str = ""
+        self,
+        action: str,
+        actor: str,
+        target: str,
+        outcome: str,
+        reason: str,
+        *,
+        serial: str = "",
+        peer: str = "",
     ) -> None:
         if self._audit is None:
             return
-        details = {"serial": serial} if serial else {}
+        details = {k: v for k, v in (("serial", serial), ("peer", peer)) if v}
         await self._audit.append(
             action, actor=actor, target=target, outcome=outcome, reason=reason, details=details
         )
@@ -209,3 +221,11 @@ class PublicEnrollmentService(enrollment_pb2_grpc.EnrollmentServiceServicer):
     ListEnrollments = _refuse
     ApproveEnrollment = _refuse
     RevokeCertificate = _refuse
+
+
+def _token_actor(token: str) -> str:
+    """Who enrolls: the token's public id (its first part, as kubeadm's), never its secret."""
+    token_id = token.partition(".")[0]
+    if len(token_id) == 6 and token_id.isascii() and token_id.isalnum():
+        return f"enrollment-token/{token_id.lower()}"
+    return "enrollment-token/invalid"

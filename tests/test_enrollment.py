@@ -159,11 +159,15 @@ async def test_a_node_enrolls_with_a_token_and_runs_from_what_it_wrote(
     issued = await hub.certificates.serials_of("edge-1")
     assert issued == [enrolled.serial]
     [record] = await audited(hub, "enrollment.issued")
-    assert (record.target, record.outcome, record.details) == (
+    # The token's public id is the actor (never its secret); the peer address is kept too.
+    assert record.actor == f"enrollment-token/{token.token.split('.')[0]}"
+    assert token.token.split(".")[1] not in record.line().decode()
+    assert (record.target, record.outcome, record.details["serial"]) == (
         "edge-1",
         "issued",
-        {"serial": enrolled.serial},
+        enrolled.serial,
     )
+    assert record.details["peer"].startswith("ipv4:127.0.0.1:")
 
     agent = await Agent.start(agent_settings(enrolled, data_dir, zone="self", rack="r9"))
     try:

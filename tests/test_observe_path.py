@@ -29,7 +29,15 @@ from sentinel.errors import ConfigError
 from sentinel.rpc_errors import reason_of
 from sentinel.tls import TlsFiles, channel_credentials
 from sentinel.v1 import agent_pb2, agent_pb2_grpc, fleet_pb2, fleet_pb2_grpc, telemetry_pb2
-from tests.conftest import Pki, counter, hub_settings, nats_observer, spool_until, within
+from tests.conftest import (
+    Pki,
+    counter,
+    eventually,
+    hub_settings,
+    nats_observer,
+    spool_until,
+    within,
+)
 from tests.test_metrics import scrape
 from tests.test_pod_attribution import KubeletServer, pod
 
@@ -528,3 +536,25 @@ def _nats_servers_under(directory: Path) -> set[int]:
         for p in psutil.process_iter(["name", "cmdline"])
         if p.info["name"] == "nats-server" and str(directory) in " ".join(p.info["cmdline"] or ())
     }
+
+
+@pytest.mark.parametrize(
+    "failure", [asyncio.InvalidStateError("RPC already finished."), RuntimeError("a bug")]
+)
+async def test_a_session_that_fails_oddly_costs_one_session_not_the_link(
+    agent: Agent, hub: Hub, failure: Exception
+) -> None:
+    await within(agent.link.connected.wait())
+    sessions = agent.link.sessions
+    real = agent.link._exchange
+    failures = [failure]
+
+    async def exchange(call: grpc.aio.StreamStreamCall, boot_id: str) -> None:
+        if failures:
+            raise failures.pop()
+        await real(call, boot_id)
+
+    agent.link._exchange = exchange  # type: ignore[method-assign]
+    agent.link.rehello()  # ends the session; the next one fails, the one after works
+    await eventually(lambda: agent.link.sessions >= sessions + 2 and agent.link.connected.is_set())
+    assert not failures
