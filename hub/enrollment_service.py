@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import grpc
 
 import certs
+from hub.audit_log import AuditLog
 from hub.auth import current_identity
 from hub.certificates import NodeCertificates
 from hub.enrollment import Enrollments
@@ -32,20 +33,6 @@ log = logging.getLogger(__name__)
 MAX_ENROLL_REQUEST_BYTES = 64 * 1024
 
 
-class AuditSink(Protocol):
-    async def append(
-        self,
-        action: str,
-        *,
-        actor: str,
-        target: str = "",
-        outcome: str = "",
-        reason: str = "",
-        policy_version: int = 0,
-        details: dict[str, Any] | None = None,
-    ) -> Any: ...
-
-
 class EnrollmentService(enrollment_pb2_grpc.EnrollmentServiceServicer):
     def __init__(
         self,
@@ -57,7 +44,7 @@ class EnrollmentService(enrollment_pb2_grpc.EnrollmentServiceServicer):
         *,
         root_public_pem: bytes,
         addresses: Callable[[], tuple[str, str]],
-        audit: AuditSink | None,
+        audit: AuditLog | None,
     ) -> None:
         self._enrollments = enrollments
         self._certificates = certificates
