@@ -71,6 +71,8 @@ class Revocations:
         # Called after the revoked set grew, with the node ids newly cut off.
         self.on_change: Callable[[set[str]], Awaitable[None]] | None = None
         self._lock = asyncio.Lock()
+        # Nodes newly cut off whose streams and NATS rights `on_change` has not yet taken.
+        self._unapplied: set[str] = set()
 
     @classmethod
     async def open(
@@ -99,7 +101,10 @@ class Revocations:
     async def _put(self, key: str, record: Revoked) -> None:
         with store_unavailable("recording a revocation"):
             await self._kv.put(key, msgspec.json.encode(record))
-        await self.refresh()
+        try:
+            await self.refresh()
+        except SentinelError as exc:  # recorded, and refused by the gate: the poll retries
+            log.warning("revocation of %s recorded; applying it failed, retried: %s", key, exc)
 
     async def refresh(self) -> bool:
         """Re-read the bucket if it changed; True if the revoked set grew."""
@@ -109,27 +114,29 @@ class Revocations:
     async def _refresh(self) -> bool:
         with store_unavailable("reading the revoked set"):
             info = await self._js.stream_info(f"KV_{subjects.REVOKED_BUCKET}")
-            if info.state.last_seq == self._last_seq:
-                return False
             last_seq = info.state.last_seq
-            keys = await bucket_keys(self._js, subjects.REVOKED_BUCKET)
             serials, nodes = dict(self.serials), dict(self.nodes)
-            for key in keys:
-                kind, _, name = key.partition(".")
-                table = serials if kind == "serial" else nodes if kind == "node" else None
-                if table is None or name in table:
-                    continue
-                entry = await self._kv.get(key)
-                if entry.value:
-                    table[name] = msgspec.json.decode(entry.value, type=Revoked)
+            if last_seq != self._last_seq:
+                for key in await bucket_keys(self._js, subjects.REVOKED_BUCKET):
+                    kind, _, name = key.partition(".")
+                    table = serials if kind == "serial" else nodes if kind == "node" else None
+                    if table is None or name in table:
+                        continue
+                    entry = await self._kv.get(key)
+                    if entry.value:
+                        table[name] = msgspec.json.decode(entry.value, type=Revoked)
         cut_off = {r.node_id for r in serials.values() if r.node_id} | set(nodes)
         cut_off -= {r.node_id for r in self.serials.values() if r.node_id} | set(self.nodes)
         grew = len(serials) + len(nodes) > len(self.serials) + len(self.nodes)
+        # The gate refuses at once; acting on it (streams, NATS) is retried at every poll
+        # until it succeeds, so a failed NATS reload does not leave a node its rights.
         self.serials, self.nodes, self._last_seq = serials, nodes, last_seq
+        self._unapplied |= cut_off
         if grew:
             log.info("revoked set: %d certificates, %d nodes", len(serials), len(nodes))
-            if self.on_change is not None:
-                await self.on_change(cut_off)
+        if (grew or self._unapplied) and self.on_change is not None:
+            await self.on_change(set(self._unapplied))
+            self._unapplied.clear()
         return grew
 
     async def run(self) -> None:

@@ -17,6 +17,7 @@ from cryptography import x509
 from hub.app import Hub
 from sentinel import nats_tls
 from sentinel.audit import parse_record
+from sentinel.errors import Unavailable
 from sentinel.rpc_errors import reason_of
 from sentinel.tls import TlsFiles, secure_aio_channel
 from sentinel.v1 import (
@@ -219,3 +220,25 @@ async def test_revoking_a_node_takes_its_nats_rights_and_closes_its_connection(
         await nats_tls.connect(
             hub.nats_url, pki.node("node-a"), allow_reconnect=False, max_reconnect_attempts=0
         )
+
+
+async def test_a_revocation_whose_nats_reload_fails_is_applied_at_the_next_poll(
+    hub: Hub, pki: Pki, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    channel, _ = await open_stream(hub, pki.node("node-a"), "node-a")
+    async with channel:
+        real = hub.nats_access.remove_node
+        failures = [Unavailable("reload failed", reason="NATS_RELOAD_FAILED")]
+
+        async def remove_node(node_id: str) -> None:
+            if failures:
+                raise failures.pop()
+            await real(node_id)
+
+        monkeypatch.setattr(hub.nats_access, "remove_node", remove_node)
+        await revoke(hub, pki, node_id="node-a")  # recorded; the RPC does not fail for it
+        assert "node-a" in hub.revocations.nodes
+        assert "node-a" in hub.nats_access.nodes
+        await refused_as_revoked(hub, pki.node("node-a"))  # the gate refuses at once
+        await hub.revocations.refresh()  # what the poll does
+        assert "node-a" not in hub.nats_access.nodes
