@@ -21,21 +21,18 @@ reads them here. Invariants:
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 import re
 from dataclasses import dataclass
 
-import nats.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from hub.audit_log import AuditLog
-from hub.state import ensure_stream, store_unavailable
+from hub.state import consume, ensure_stream, store_unavailable
 from sentinel import subjects
 from sentinel.audit import ZERO_HASH, AuditRecord, RecordError, parse_record
 from sentinel.errors import SentinelError
@@ -80,27 +77,19 @@ class AgentAuditReader:
         return cls(js, marks, audit)
 
     async def run(self) -> None:
-        subscription = await self._js.pull_subscribe(
-            subjects.AGENT_AUDIT_ALL,
-            durable=subjects.AGENT_AUDIT_CONSUMER,
+        await consume(
+            self._js,
             stream=subjects.AGENT_AUDIT_STREAM,
-            config=api.ConsumerConfig(ack_wait=30.0, max_ack_pending=4 * FETCH_BATCH),
+            subject=subjects.AGENT_AUDIT_ALL,
+            durable=subjects.AGENT_AUDIT_CONSUMER,
+            batch=FETCH_BATCH,
+            what="agent audit records",
+            handle=self._take_each,
         )
-        try:
-            while True:
-                try:
-                    messages = await subscription.fetch(FETCH_BATCH, timeout=1.0)
-                except (TimeoutError, nats.errors.TimeoutError):
-                    continue
-                except nats.errors.Error as exc:
-                    log.warning("cannot read agent audit records: %r", exc)
-                    await asyncio.sleep(1.0)
-                    continue
-                for message in messages:
-                    await self._take(message)
-        finally:
-            with contextlib.suppress(nats.errors.Error):
-                await subscription.unsubscribe()
+
+    async def _take_each(self, messages: list[Msg]) -> None:
+        for message in messages:
+            await self._take(message)
 
     async def _take(self, message: Msg) -> None:
         try:

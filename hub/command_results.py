@@ -18,20 +18,19 @@ change no command's state, so a forged copy cannot mark a real command refused.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from datetime import datetime
 
-import nats.errors
 from google.protobuf.message import DecodeError
 from nats.aio.msg import Msg
-from nats.js import JetStreamContext, api
+from nats.js import JetStreamContext
 
 from hub.audit_log import AuditLog
 from hub.command_store import FINAL_STATES, CommandStore, StatusRecord
 from hub.events import EventPublisher
 from hub.metrics import HubMetrics
+from hub.state import consume
 from sentinel import subjects
 from sentinel.durations import to_timestamp
 from sentinel.errors import SentinelError
@@ -70,28 +69,15 @@ class ResultReader:
         self._clock = clock
 
     async def run(self) -> None:
-        subscription = await self._js.pull_subscribe(
-            subjects.RESULTS_ALL,
-            durable=subjects.RESULTS_CONSUMER,
+        await consume(
+            self._js,
             stream=subjects.RESULTS_STREAM,
-            config=api.ConsumerConfig(ack_wait=30.0, max_ack_pending=4 * FETCH_BATCH),
+            subject=subjects.RESULTS_ALL,
+            durable=subjects.RESULTS_CONSUMER,
+            batch=FETCH_BATCH,
+            what="command results",
+            handle=self._take_all,
         )
-        try:
-            while True:
-                try:
-                    messages = await subscription.fetch(FETCH_BATCH, timeout=1.0)
-                except (TimeoutError, nats.errors.TimeoutError):
-                    continue
-                except nats.errors.Error as exc:
-                    log.warning("cannot read command results: %r", exc)
-                    await asyncio.sleep(1.0)
-                    continue
-                await self._take_all(messages)
-        finally:
-            # Unread messages would hold up the connection's drain at shutdown; they are
-            # redelivered to whichever hub reads next.
-            with contextlib.suppress(nats.errors.Error):
-                await subscription.unsubscribe()
 
     async def _take_all(self, messages: list[Msg]) -> None:
         """Results about different (command, node) pairs are independent: record them

@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 
 import nats
 import nats.errors
 from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
@@ -197,3 +198,39 @@ async def bucket_keys(js: JetStreamContext, bucket: str) -> list[str]:
     prefix = f"$KV.{bucket}."
     info = await js.stream_info(f"KV_{bucket}", subjects_filter=f"{prefix}>")
     return sorted(subject.removeprefix(prefix) for subject in (info.state.subjects or {}))
+
+
+async def consume(
+    js: JetStreamContext,
+    *,
+    stream: str,
+    subject: str,
+    durable: str,
+    batch: int,
+    what: str,
+    handle: Callable[[list[Msg]], Awaitable[None]],
+) -> None:
+    """Pull a durable consumer forever, handing each fetched batch to `handle`. A store
+    that is away is logged and retried; at the end the subscription is dropped, so unread
+    messages do not hold up the connection's drain (they are redelivered to whichever hub
+    reads next)."""
+    subscription = await js.pull_subscribe(
+        subject,
+        durable=durable,
+        stream=stream,
+        config=api.ConsumerConfig(ack_wait=30.0, max_ack_pending=4 * batch),
+    )
+    try:
+        while True:
+            try:
+                messages = await subscription.fetch(batch, timeout=1.0)
+            except (TimeoutError, nats.errors.TimeoutError):
+                continue
+            except nats.errors.Error as exc:
+                log.warning("cannot read %s: %r", what, exc)
+                await asyncio.sleep(1.0)
+                continue
+            await handle(messages)
+    finally:
+        with contextlib.suppress(nats.errors.Error):
+            await subscription.unsubscribe()

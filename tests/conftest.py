@@ -12,6 +12,7 @@ from typing import Any
 import grpc
 import pytest
 from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
 
 import certs
 from edge_agent.app import Agent
@@ -138,3 +139,14 @@ async def eventually(
 
 async def within(awaitable: object, timeout_s: float = WAIT_S) -> object:
     return await asyncio.wait_for(awaitable, timeout_s)  # type: ignore[arg-type]
+
+
+async def consumer_settled(js: JetStreamContext, stream: str, consumer: str) -> None:
+    """Return once a durable consumer has taken (and acknowledged) everything published so
+    far; polled with a deadline, since JetStream does not notify a bystander."""
+    async with asyncio.timeout(WAIT_S):
+        while True:
+            info = await js.consumer_info(stream, consumer)
+            if info.num_pending == 0 and info.num_ack_pending == 0:
+                return
+            await asyncio.sleep(0.05)

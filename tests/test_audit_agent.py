@@ -18,7 +18,7 @@ from sentinel.tls import secure_aio_channel
 from sentinel.v1 import command_pb2
 from sentinel.v1 import command_pb2_grpc as command_grpc
 from tests.command_helpers import calls, quiet_agent_settings, recording_systemctl, started
-from tests.conftest import WAIT_S, Pki, nats_admin
+from tests.conftest import WAIT_S, Pki, consumer_settled, nats_admin
 from tests.test_audit_log import records_of
 from tests.test_commands import finished, issue, restart
 
@@ -99,15 +99,9 @@ async def settled(hub: Hub) -> None:
     """The hub's agent-audit consumer has taken everything published so far."""
     nc = await nats_admin(hub)
     try:
-        js = nc.jetstream()
-        async with asyncio.timeout(WAIT_S):
-            while True:
-                info = await js.consumer_info(
-                    subjects.AGENT_AUDIT_STREAM, subjects.AGENT_AUDIT_CONSUMER
-                )
-                if info.num_pending == 0 and info.num_ack_pending == 0:
-                    return
-                await asyncio.sleep(0.05)
+        await consumer_settled(
+            nc.jetstream(), subjects.AGENT_AUDIT_STREAM, subjects.AGENT_AUDIT_CONSUMER
+        )
     finally:
         await nc.close()
 

@@ -43,7 +43,7 @@ from sentinel.v1 import (
     rollout_pb2_grpc,
 )
 from tests.command_helpers import OPEN_POLICY, open_policy
-from tests.conftest import WAIT_S, Pki, hub_settings, nats_admin, within
+from tests.conftest import WAIT_S, Pki, consumer_settled, hub_settings, nats_admin, within
 from tests.test_observe_path import open_stream
 
 ADMIN = "spiffe://sentinel.local/user/admin"
@@ -418,12 +418,7 @@ async def test_a_node_result_is_recorded_once_even_when_read_twice(hub: Hub) -> 
                 result.SerializeToString(),
                 headers={"Nats-Msg-Id": f"test/{copy}"},
             )
-        async with asyncio.timeout(WAIT_S):
-            while True:
-                info = await js.consumer_info(subjects.RESULTS_STREAM, subjects.RESULTS_CONSUMER)
-                if info.num_pending == 0 and info.num_ack_pending == 0:
-                    break
-                await asyncio.sleep(0.05)
+        await consumer_settled(js, subjects.RESULTS_STREAM, subjects.RESULTS_CONSUMER)
     finally:
         await nc.close()
     (recorded,) = [r for r in await records_of(hub) if r.action.startswith("node.command.")]
