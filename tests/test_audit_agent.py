@@ -4,7 +4,6 @@ agent restart, and records forged for another node refused by the hub."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,8 +17,8 @@ from sentinel.tls import secure_aio_channel
 from sentinel.v1 import command_pb2
 from sentinel.v1 import command_pb2_grpc as command_grpc
 from tests.command_helpers import calls, quiet_agent_settings, recording_systemctl, started
-from tests.conftest import WAIT_S, Pki, consumer_settled, nats_admin
-from tests.test_audit_log import records_of
+from tests.conftest import Pki, consumer_settled, nats_admin
+from tests.test_audit_log import records_of, until_recorded
 from tests.test_commands import finished, issue, restart
 
 NODE_A = "spiffe://sentinel.local/node/node-a"
@@ -85,16 +84,6 @@ async def operator(hub: Hub, pki: Pki) -> AsyncIterator[command_grpc.CommandServ
         yield command_grpc.CommandServiceStub(channel)
 
 
-async def agent_records(hub: Hub, count: int) -> list[audit.AuditRecord]:
-    """The hub's `agent.*` records once there are `count` (polled, with a deadline)."""
-    async with asyncio.timeout(WAIT_S):
-        while True:
-            found = [r for r in await records_of(hub) if r.action.startswith("agent.")]
-            if len(found) >= count:
-                return found
-            await asyncio.sleep(0.05)
-
-
 async def settled(hub: Hub) -> None:
     """The hub's agent-audit consumer has taken everything published so far."""
     nc = await nats_admin(hub)
@@ -117,7 +106,7 @@ async def test_journal_records_reach_the_hub_once_across_an_agent_restart(
         assert (await finished(operator, first.command_id)).nodes[0].state == (
             command_pb2.COMMAND_STATE_EXECUTED
         )
-        shipped = await agent_records(hub, 3)
+        shipped = await until_recorded(hub, "agent.", 3, prefix=True)
     finally:
         await agent.stop()
     assert [r.action for r in shipped] == [
@@ -136,7 +125,7 @@ async def test_journal_records_reach_the_hub_once_across_an_agent_restart(
     try:
         second = await issue(operator, **restart())
         await finished(operator, second.command_id)
-        await agent_records(hub, 5)
+        await until_recorded(hub, "agent.", 5, prefix=True)
         await settled(hub)
     finally:
         await agent.stop()

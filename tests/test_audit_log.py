@@ -76,11 +76,18 @@ async def records_of(hub: Hub) -> list[audit.AuditRecord]:
     return [audit.parse_record(line) for line in lines]
 
 
-async def until_recorded(hub: Hub, action: str, count: int = 1) -> list[audit.AuditRecord]:
-    """The records of `action` once there are `count` of them (polled, with a deadline)."""
+async def until_recorded(
+    hub: Hub, action: str, count: int = 1, *, prefix: bool = False
+) -> list[audit.AuditRecord]:
+    """The records of `action` (or, with `prefix`, of every action starting with it) once
+    there are `count` of them; polled with a deadline, as the stream notifies no bystander."""
+
+    def wanted(record: audit.AuditRecord) -> bool:
+        return record.action.startswith(action) if prefix else record.action == action
+
     async with asyncio.timeout(WAIT_S):
         while True:
-            found = [r for r in await records_of(hub) if r.action == action]
+            found = [r for r in await records_of(hub) if wanted(r)]
             if len(found) >= count:
                 return found
             await asyncio.sleep(0.05)
