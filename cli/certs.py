@@ -12,7 +12,13 @@ from collections.abc import Iterable
 from datetime import timedelta
 from pathlib import Path
 
-from certs import CertLayout, init_ca, issue_node_certificate, issue_user_certificate
+from certs import (
+    CertLayout,
+    init_ca,
+    issue_hub_certificate,
+    issue_node_certificate,
+    issue_user_certificate,
+)
 from cli import enrollment
 from sentinel.errors import InvalidArgument
 from sentinel.identity import DEFAULT_TRUST_DOMAIN
@@ -50,13 +56,18 @@ def _register_init(commands: argparse._SubParsersAction[argparse.ArgumentParser]
 def _register_issue(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "issue",
-        help="issue (or renew) a node or user certificate",
+        help="issue (or renew) a node, user or hub certificate",
         description="Issue a certificate signed by the CA in DIR; an existing one is replaced.",
     )
     parser.add_argument("--dir", type=Path, required=True, help="certificate directory")
     subject = parser.add_mutually_exclusive_group(required=True)
     subject.add_argument("--node", metavar="ID", help="node id (a DNS label)")
     subject.add_argument("--user", metavar="NAME", help="user name")
+    subject.add_argument(
+        "--hub",
+        action="store_true",
+        help="the hub's serving certificate (a running hub serves it to new connections)",
+    )
     parser.add_argument("--role", choices=HUMAN_ROLES, help="the user's role (with --user)")
     parser.add_argument(
         "--days", type=_positive_int, default=365, help="validity in days (default: 365)"
@@ -72,9 +83,11 @@ def _init(args: argparse.Namespace) -> int:
 
 def _issue(args: argparse.Namespace) -> int:
     validity = timedelta(days=args.days)
-    if args.node is not None:
-        if args.role is not None:
-            raise InvalidArgument("--role applies to --user only", reason="ROLE_NOT_ALLOWED")
+    if args.role is not None and args.user is None:
+        raise InvalidArgument("--role applies to --user only", reason="ROLE_NOT_ALLOWED")
+    if args.hub:
+        paths = issue_hub_certificate(args.dir, validity=validity)
+    elif args.node is not None:
         paths = issue_node_certificate(args.dir, args.node, validity=validity)
     else:
         if args.role is None:

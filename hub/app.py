@@ -163,7 +163,7 @@ class Hub:
                 timeout_s=settings.fleet.store_timeout_s,
             )
             undo.push_async_callback(state.close)
-            metrics = HubMetrics(CollectorRegistry())
+            metrics = HubMetrics(CollectorRegistry(), lambda: server_tls.expiries)
             events = EventPublisher(
                 state.nc,
                 source=f"sentinel-hub/{settings.hub_id}",

@@ -46,7 +46,13 @@ _GAP_REASONS = tuple(
 class HubMetrics:
     """Every metric the hub exports, registered on `registry`."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        certificate_expiries: Callable[[], Mapping[str, float]] | None = None,
+    ) -> None:
+        """`certificate_expiries()`, asked at each scrape, gives {"server": …, "ca": …} in
+        Unix seconds for the hub's serving pair (a reloaded pair shows at once)."""
         self.registry = registry
         self._agents = Gauge(
             "sentinel_hub_agents_connected",
@@ -110,6 +116,14 @@ class HubMetrics:
             ["reason"],
             registry=registry,
         )
+        self._certificate_expiry = Gauge(
+            "sentinel_hub_certificate_expiry_timestamp_seconds",
+            "When the hub's serving certificate (server) and its CA (ca) expire, Unix seconds.",
+            ["certificate"],
+            registry=registry,
+        )
+        if certificate_expiries is not None:
+            self._export_expiries(certificate_expiries)
         for reason in _GAP_REASONS:
             self._gaps.labels(reason=reason)
             self._gap_batches.labels(reason=reason)
@@ -160,6 +174,13 @@ class HubMetrics:
     def set_nodes_by_state(self, nodes_by_state: NodesByState) -> None:
         """Export `sentinel_hub_nodes{state}` from `nodes_by_state()`, asked at each scrape."""
         self._nodes.source = nodes_by_state
+
+    def _export_expiries(self, expiries: Callable[[], Mapping[str, float]]) -> None:
+        def expiry_of(name: str) -> Callable[[], float]:
+            return lambda: expiries()[name]
+
+        for name in ("server", "ca"):
+            self._certificate_expiry.labels(certificate=name).set_function(expiry_of(name))
 
 
 class _NodesByStateCollector:

@@ -92,6 +92,8 @@ class ReloadingServerCredentials:
             self.serial = check_server_files(self.files)
         except ValueError as exc:
             raise ConfigError(f"{cert}: {exc}", reason="TLS_FILE_INVALID") from exc
+        # When the pair in use and the CA expire (Unix seconds), for the hub's /metrics.
+        self.expiries = certificate_expiries(self.files)
         self.reloads = 0
 
     def credentials(self) -> grpc.ServerCredentials:
@@ -138,6 +140,7 @@ class ReloadingServerCredentials:
                 )
                 return None
             self.files, self.serial = files, serial
+            self.expiries = certificate_expiries(files)
             self.reloads += 1
         log.info("server certificate reloaded (serial %s) for new connections", serial)
         return self._configuration(files)
@@ -160,6 +163,17 @@ def check_server_files(files: TlsFiles, now: datetime | None = None) -> str:
             f"the certificate expired at {cert.not_valid_after_utc:%Y-%m-%dT%H:%M:%SZ}"
         )
     return format(cert.serial_number, "x")
+
+
+def certificate_expiries(files: TlsFiles) -> dict[str, float]:
+    """When the certificate and the first-expiring CA of the bundle expire, in Unix seconds:
+    {"server": …, "ca": …}. The files must already have passed `check_server_files`."""
+    cert = x509.load_pem_x509_certificate(files.cert_pem)
+    cas = x509.load_pem_x509_certificates(files.ca_pem)
+    return {
+        "server": cert.not_valid_after_utc.timestamp(),
+        "ca": min(ca.not_valid_after_utc for ca in cas).timestamp(),
+    }
 
 
 def issued_by_ca(cert: x509.Certificate, ca_pem: bytes) -> bool:

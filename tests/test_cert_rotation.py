@@ -501,16 +501,36 @@ def peer_serial(address: str, pki_dir: Path) -> str:
     return certs.serial_hex(x509.load_der_x509_certificate(der))
 
 
+def hub_expiries(hub: Hub) -> dict[str, float]:
+    """The hub's `sentinel_hub_certificate_expiry_timestamp_seconds`, by certificate."""
+    result = scrape(hub.metrics_url)
+    name = "sentinel_hub_certificate_expiry_timestamp_seconds"
+    return {which: result.value(name, certificate=which) for which in ("server", "ca")}
+
+
+def expiries_of(layout: certs.CertLayout) -> dict[str, float]:
+    """When the hub certificate and the CA on disk expire, Unix seconds."""
+    return {
+        which: x509.load_pem_x509_certificate(path.read_bytes()).not_valid_after_utc.timestamp()
+        for which, path in (("server", layout.hub_cert), ("ca", layout.ca_cert))
+    }
+
+
 async def test_a_replaced_hub_certificate_serves_new_connections_and_spares_open_streams(
     pki: Pki, tmp_path: Path
 ) -> None:
     directory = copy_pki(pki, tmp_path / "certs")
     layout = certs.CertLayout(directory)
-    hub = await Hub.start(replace(hub_settings(pki, tmp_path / "hub"), certs_dir=directory))
+    hub = await Hub.start(
+        replace(
+            hub_settings(pki, tmp_path / "hub"), certs_dir=directory, metrics_listen="127.0.0.1:0"
+        )
+    )
     channels: list[grpc.aio.Channel] = []
     try:
         first_serial = serial_of(layout.hub_cert.read_bytes())
         assert await asyncio.to_thread(peer_serial, hub.address, directory) == first_serial
+        assert hub_expiries(hub) == expiries_of(layout)
         streams = []
         for index in range(12):  # each on its own connection, made with the first certificate
             node = ("node-a", "node-b", "node-c")[index % 3]
@@ -527,10 +547,13 @@ async def test_a_replaced_hub_certificate_serves_new_connections_and_spares_open
             assert (await send_batch(call, 1, boot_id=boot)).seq == 1
             streams.append((call, boot))
 
-        certs.issue_hub_certificate(directory)
+        certs.issue_hub_certificate(directory, validity=timedelta(days=90))
         second_serial = serial_of(layout.hub_cert.read_bytes())
         assert await asyncio.to_thread(peer_serial, hub.address, directory) == second_serial
         assert hub.server_tls.reloads == 1
+        # /metrics shows the pair in use: the new certificate's expiry, 90 days out.
+        assert hub_expiries(hub) == expiries_of(layout)
+        assert hub_expiries(hub)["server"] - time.time() == pytest.approx(90 * 86400, abs=3600)
         for call, boot in streams:  # the open streams go on with the first certificate
             assert (await send_batch(call, 2, boot_id=boot)).seq == 2
 

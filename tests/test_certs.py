@@ -22,6 +22,7 @@ from certs import CertLayout
 from cli.main import main
 from sentinel.errors import ConfigError, FailedPrecondition, InvalidArgument, InvalidNodeId
 from sentinel.identity import Kind, Role, identity_from_certificate, identity_from_pem
+from sentinel.tls import TlsFiles, check_server_files
 from sentinel.v1 import signing_pb2
 
 TD = "sentinel.local"
@@ -236,6 +237,29 @@ def test_cli_issues_user_certificates(
     ]
     identity = identity_from_pem(layout.user_cert("alice").read_bytes(), TD)
     assert (identity.kind, identity.name, identity.role) == (Kind.USER, "alice", expected)
+
+
+def test_cli_renews_the_hub_certificate(ca_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    layout = CertLayout(ca_dir)
+    before = x509.load_pem_x509_certificate(layout.hub_cert.read_bytes())
+    ca_before = layout.ca_cert.read_bytes()
+    assert main(["certs", "issue", "--dir", str(ca_dir), "--hub", "--days", "90"]) == 0
+    assert capsys.readouterr().out.splitlines() == [str(layout.hub_cert), str(layout.hub_key)]
+    after = x509.load_pem_x509_certificate(layout.hub_cert.read_bytes())
+    assert after.serial_number != before.serial_number
+    left = after.not_valid_after_utc - datetime.now(UTC)
+    assert timedelta(days=90) - timedelta(minutes=1) < left <= timedelta(days=90)
+    san = x509.SubjectAlternativeName
+    assert after.extensions.get_extension_for_class(san).value == (
+        before.extensions.get_extension_for_class(san).value
+    )
+    check_server_files(TlsFiles.load(layout.ca_cert, layout.hub_cert, layout.hub_key))
+    assert mode(layout.hub_key) == 0o600
+    assert layout.ca_cert.read_bytes() == ca_before
+    # --role belongs to --user only: one clear line, nothing written.
+    assert main(["certs", "issue", "--dir", str(ca_dir), "--hub", "--role", "admin"]) == 1
+    assert "--role applies to --user only" in capsys.readouterr().err
+    assert x509.load_pem_x509_certificate(layout.hub_cert.read_bytes()) == after
 
 
 def test_cli_init_prints_one_line_per_file(
