@@ -81,7 +81,8 @@ class HubLink:
         self._hello = hello
         self._backoff = Backoff(settings.backoff_initial_s, settings.backoff_max_s, rand)
         self.connected = asyncio.Event()
-        self.sessions = 0
+        self.sessions = 0  # sessions the hub answered
+        self.attempts = 0  # sessions tried, answered or not
         self.acks_received = 0
         self.gaps_sent = 0
         self._trust = trust
@@ -135,6 +136,7 @@ class HubLink:
     async def _session(self) -> None:
         tls = self._tls
         self._switch.clear()
+        self.attempts += 1
         channel = secure_aio_channel(self._settings.hub_address, tls)
         call = agent_pb2_grpc.AgentServiceStub(channel).Connect()
         switching: _Switching | None = None

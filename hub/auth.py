@@ -204,9 +204,30 @@ def authenticate(context: grpc.aio.ServicerContext, trust_domain: str) -> tuple[
     return identity_from_certificate(cert, trust_domain), format(cert.serial_number, "x")
 
 
+# How long a refused client-streaming call is given to deliver its first message.
+REFUSAL_FIRST_MESSAGE_S = 1.0
+
+
+async def _take_first_message(requests: AsyncIterator[Any]) -> None:
+    """Read and drop a refused stream's first message, waiting at most
+    REFUSAL_FIRST_MESSAGE_S. A streaming client (an agent's Connect) writes first; a refusal
+    sent before that write has landed races it in gRPC core, and a client that loses sees its
+    write fail (a local INTERNAL, or the status raised by the write) instead of reading why."""
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(REFUSAL_FIRST_MESSAGE_S):
+            await anext(aiter(requests), None)
+
+
 async def _authorize(
-    context: grpc.aio.ServicerContext, method: str, access: Access, gate: Gate
+    context: grpc.aio.ServicerContext,
+    method: str,
+    access: Access,
+    gate: Gate,
+    requests: AsyncIterator[Any] | None = None,
 ) -> tuple[Identity, str]:
+    """The caller's identity and certificate serial; refuse the call (PERMISSION_DENIED) if
+    it may not make it. `requests`: a client-streaming call's messages, see
+    `_take_first_message`."""
     caller = UNAUTHENTICATED
     try:
         identity, serial = authenticate(context, gate.trust_domain)
@@ -218,6 +239,8 @@ async def _authorize(
         check_access(identity, access, method)
     except PermissionDenied as exc:
         log.info("refused %s: %s", method, exc)
+        if requests is not None:
+            await _take_first_message(requests)
         if gate.audit is not None and gate.audit.audits(method):
             await gate.audit.record(method, caller, grpc.StatusCode.PERMISSION_DENIED, exc.reason)
         await abort(context, grpc.StatusCode.PERMISSION_DENIED, exc.message, exc.reason)
@@ -248,15 +271,31 @@ def _wrap_handler(handler: Any, method: str, access: Access, gate: Gate) -> Any:
         inner = getattr(handler, kind)
         if inner is not None:
             streaming = kind.endswith("_stream")
+            client_streaming = kind.startswith("stream_")
             return make_handler(
-                _guard(inner, method, access, gate, streaming=streaming),
+                _guard(
+                    inner,
+                    method,
+                    access,
+                    gate,
+                    streaming=streaming,
+                    client_streaming=client_streaming,
+                ),
                 handler.request_deserializer,
                 handler.response_serializer,
             )
     return None
 
 
-def _guard(inner: Any, method: str, access: Access, gate: Gate, *, streaming: bool) -> Any:
+def _guard(
+    inner: Any,
+    method: str,
+    access: Access,
+    gate: Gate,
+    *,
+    streaming: bool,
+    client_streaming: bool,
+) -> Any:
     """Authorise, then run `inner`, mapping SentinelError to a rich status. Behaviours are
     async generators (streams we write) or coroutines (unary ones, and streams that call
     context.write, like grpc's health Watch); the guard keeps the shape grpc dispatches on.
@@ -265,7 +304,8 @@ def _guard(inner: Any, method: str, access: Access, gate: Gate, *, streaming: bo
     if inspect.isasyncgenfunction(inner):
 
         async def generator(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            identity, serial = await _authorize(context, method, access, gate)
+            requests = request if client_streaming else None
+            identity, serial = await _authorize(context, method, access, gate, requests)
             with gate.calls.opened(serial, identity) as task:
                 try:
                     async for response in inner(request, context):
@@ -280,7 +320,8 @@ def _guard(inner: Any, method: str, access: Access, gate: Gate, *, streaming: bo
         return generator
 
     async def coroutine(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        identity, serial = await _authorize(context, method, access, gate)
+        requests = request if client_streaming else None
+        identity, serial = await _authorize(context, method, access, gate, requests)
         if not streaming and gate.audit is not None and gate.audit.audits(method):
             return await gate.audit.call(inner, request, context, method, str(identity))
         if not streaming:

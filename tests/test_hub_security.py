@@ -138,12 +138,22 @@ async def test_node_certificate_cannot_call_fleet_service(
 async def test_user_certificate_cannot_connect_as_agent(
     hub: Hub, pki: Pki, channel_to: Channels
 ) -> None:
-    # The gate refuses the call before any message is read. Writing a hello first
-    # would race that refusal: a write that loses ends in a local INTERNAL.
-    call = agent_pb2_grpc.AgentServiceStub(channel_to(pki.user("admin"))).Connect()
+    # An agent writes its hello first. The gate reads that first message before it refuses,
+    # so the write never races the refusal (the loser would see a local INTERNAL, not why).
+    channel = channel_to(pki.user("admin"))
+    for attempt in range(200):
+        call = agent_pb2_grpc.AgentServiceStub(channel).Connect()
+        await call.write(
+            agent_pb2.ConnectRequest(hello=agent_pb2.AgentHello(node_id="admin", boot_id="b00t"))
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await call.read()
+        assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED, attempt
+        assert reason_of(caught.value) == "NODE_ONLY"
+    # A refused stream that sends nothing is refused too, once the gate stops waiting.
+    silent = agent_pb2_grpc.AgentServiceStub(channel).Connect()
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await call.read()
-    assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        await silent.read()
     assert reason_of(caught.value) == "NODE_ONLY"
 
 

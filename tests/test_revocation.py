@@ -4,6 +4,7 @@ new calls from a revoked certificate are refused and its open streams ended."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -14,6 +15,7 @@ import grpc
 import pytest
 from cryptography import x509
 
+from edge_agent.app import Agent
 from hub.app import Hub
 from sentinel import nats_tls
 from sentinel.audit import parse_record
@@ -29,6 +31,7 @@ from sentinel.v1 import (
     fleet_pb2_grpc,
 )
 from tests.conftest import Pki, eventually, hub_settings, within
+from tests.test_observe_path import agent_settings
 
 REVOCATION_SLO_S = 60.0
 
@@ -74,9 +77,7 @@ async def ended_by_revocation(call: grpc.aio.StreamStreamCall) -> float:
 
 
 async def refused_as_revoked(hub: Hub, tls: TlsFiles) -> None:
-    """A new call with the certificate is refused before anything else is looked at. (A
-    unary call: on a stream the refusal can end the call while the hello is being written,
-    and the write then fails with a local error instead of the status.)"""
+    """A new call with the certificate is refused before anything else is looked at."""
     async with secure_aio_channel(hub.address, tls) as channel:
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await agent_pb2_grpc.AgentServiceStub(channel).RenewCertificate(
@@ -108,6 +109,27 @@ async def test_revoking_a_node_ends_its_stream_and_refuses_it_from_then_on(
         "node-a",
         "stolen",
     )
+
+
+async def test_a_revoked_agent_is_told_why_at_every_reconnect(
+    hub: Hub, pki: Pki, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    agent = await Agent.start(agent_settings(pki, hub, tmp_path / "agent"))
+    try:
+        await within(agent.link.connected.wait())
+        caplog.set_level(logging.WARNING, logger="edge_agent.link")
+        await revoke(hub, pki, node_id="node-a")
+        tried = agent.link.attempts
+        await eventually(lambda: agent.link.attempts >= tried + 5)  # refused reconnects
+        assert not agent.link.connected.is_set()
+    finally:
+        await agent.stop()
+    # The open stream ends, then each reconnect reads the refusal's reason (the hub reads the
+    # hello before refusing, so the write never races it): never a bare INTERNAL, and since
+    # the agent logs an error once until it changes, exactly two lines.
+    downs = [r.getMessage() for r in caplog.records if "hub link down" in r.getMessage()]
+    assert [line.split(": ", 2)[1] for line in downs] == ["PERMISSION_DENIED (CERT_REVOKED)"] * 2
+    assert downs[0].endswith("was revoked") and downs[1].endswith("is revoked")
 
 
 async def test_a_revocation_reaches_another_hub_at_its_next_poll(pki: Pki, tmp_path: Path) -> None:
