@@ -306,16 +306,9 @@ def _guard(
         async def generator(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             requests = request if client_streaming else None
             identity, serial = await _authorize(context, method, access, gate, requests)
-            with gate.calls.opened(serial, identity) as task:
-                try:
-                    async for response in inner(request, context):
-                        yield response
-                except SentinelError as exc:
-                    await abort_with_error(context, exc)
-                except asyncio.CancelledError:
-                    if not gate.calls.was_ended(task):
-                        raise
-                    await _end_revoked(context, identity)
+            async with _mapped_errors(context, gate, identity, serial, streaming=True):
+                async for response in inner(request, context):
+                    yield response
 
         return generator
 
@@ -324,19 +317,30 @@ def _guard(
         identity, serial = await _authorize(context, method, access, gate, requests)
         if not streaming and gate.audit is not None and gate.audit.audits(method):
             return await gate.audit.call(inner, request, context, method, str(identity))
-        if not streaming:
-            try:
-                return await inner(request, context)
-            except SentinelError as exc:
-                await abort_with_error(context, exc)
-        with gate.calls.opened(serial, identity) as task:
-            try:
-                return await inner(request, context)
-            except SentinelError as exc:
-                await abort_with_error(context, exc)
-            except asyncio.CancelledError:
-                if not gate.calls.was_ended(task):
-                    raise
-                await _end_revoked(context, identity)
+        async with _mapped_errors(context, gate, identity, serial, streaming=streaming):
+            return await inner(request, context)
 
     return coroutine
+
+
+@contextlib.asynccontextmanager
+async def _mapped_errors(
+    context: grpc.aio.ServicerContext,
+    gate: Gate,
+    identity: Identity,
+    serial: str,
+    *,
+    streaming: bool,
+) -> AsyncIterator[None]:
+    """A SentinelError becomes its rich status. A streaming call is registered in
+    `gate.calls` while it runs; one that a revocation ended answers CERT_REVOKED."""
+    registered = gate.calls.opened(serial, identity) if streaming else contextlib.nullcontext()
+    with registered as task:
+        try:
+            yield
+        except SentinelError as exc:
+            await abort_with_error(context, exc)
+        except asyncio.CancelledError:
+            if not gate.calls.was_ended(task):
+                raise
+            await _end_revoked(context, identity)
