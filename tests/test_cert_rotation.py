@@ -12,7 +12,6 @@ import shutil
 import signal
 import socket
 import ssl
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -45,6 +44,7 @@ from sentinel.rpc_errors import reason_of
 from sentinel.tls import TlsFiles
 from sentinel.v1 import agent_pb2, agent_pb2_grpc, telemetry_pb2
 from tests.conftest import Pki, counter, eventually, hub_settings, nats_admin, within
+from tests.test_durability import agent_process
 from tests.test_metrics import promtool_findings, scrape
 from tests.test_observe_path import agent_settings, open_stream, send_batch
 
@@ -783,32 +783,8 @@ async def test_sigusr1_renews_a_running_agents_certificate(
     agent_certs = copy_pki(pki, tmp_path / "agent-certs")
     cert_path, _ = certs.issue_node_certificate(agent_certs, node_id)
     first_serial = serial_of(cert_path.read_bytes())
-    process = await asyncio.create_subprocess_exec(
-        str(Path(sys.executable).parent / "sentinel"),
-        "agent",
-        "run",
-        "--hub",
-        hub.address,
-        "--certs",
-        str(agent_certs),
-        "--data-dir",
-        str(tmp_path / "agent"),
-        "--node-id",
-        node_id,
-        "--interval",
-        "100ms",
-        "--sample-interval",
-        "50ms",
-        "--metrics",
-        "",
-        "--log-level",
-        "warning",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
+    process = await agent_process(agent_certs, hub.address, tmp_path / "agent", node_id)
     try:
-        assert process.stdout is not None
-        await within(process.stdout.readline())
         await eventually(lambda: counter(hub, node_id, "batches_received") >= 1)
         process.send_signal(signal.SIGUSR1)
         await eventually(lambda: serial_of(cert_path.read_bytes()) != first_serial)

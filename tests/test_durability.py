@@ -155,12 +155,12 @@ async def test_agent_killed_twenty_times_loses_no_spooled_batch(
     for round_ in range(20):
         if round_ % 2:
             # The hub is unreachable: everything sealed stays in the spool, then SIGKILL.
-            agent = await _agent_process(pki, f"127.0.0.1:{_closed_port()}", data_dir)
+            agent = await agent_process(pki.directory, f"127.0.0.1:{_closed_port()}", data_dir)
             target = _allocated(data_dir) + rng.randint(2, 6)
             await eventually(lambda t=target: _allocated(data_dir) >= t)
         else:
             # Connected: SIGKILL at a random moment of the sample/seal/send/ack cycle.
-            agent = await _agent_process(pki, hub.address, data_dir)
+            agent = await agent_process(pki.directory, hub.address, data_dir)
             target = counter(hub, "kill-1", "last_acked_seq") + rng.randint(1, 4)
             await within(
                 hub.registry.wait_for(
@@ -170,7 +170,7 @@ async def test_agent_killed_twenty_times_loses_no_spooled_batch(
             await asyncio.sleep(rng.uniform(0, 0.15))  # a random kill point, not a wait
         agent.send_signal(signal.SIGKILL)
         await agent.wait()
-    agent = await _agent_process(pki, hub.address, data_dir)
+    agent = await agent_process(pki.directory, hub.address, data_dir)
     backlog = _allocated(data_dir)
     await within(
         hub.registry.wait_for(lambda: counter(hub, "kill-1", "last_acked_seq") >= backlog + 2)
@@ -197,8 +197,11 @@ def _closed_port() -> int:
         return int(probe.getsockname()[1])
 
 
-async def _agent_process(pki: Pki, hub_address: str, data_dir: Path) -> asyncio.subprocess.Process:
-    """A `sentinel agent run` that reached its running state (no crash loop)."""
+async def agent_process(
+    certs_dir: Path, hub_address: str, data_dir: Path, node_id: str = "kill-1"
+) -> asyncio.subprocess.Process:
+    """A `sentinel agent run` (10 batches a second) that reached its running state (no crash
+    loop)."""
     process = await asyncio.create_subprocess_exec(
         str(BIN / "sentinel"),
         "agent",
@@ -206,11 +209,11 @@ async def _agent_process(pki: Pki, hub_address: str, data_dir: Path) -> asyncio.
         "--hub",
         hub_address,
         "--certs",
-        str(pki.directory),
+        str(certs_dir),
         "--data-dir",
         str(data_dir),
         "--node-id",
-        "kill-1",
+        node_id,
         "--interval",
         "100ms",
         "--sample-interval",
@@ -224,7 +227,7 @@ async def _agent_process(pki: Pki, hub_address: str, data_dir: Path) -> asyncio.
     )
     assert process.stdout is not None
     line = await within(process.stdout.readline())
-    assert isinstance(line, bytes) and line.startswith(b"sentinel agent kill-1"), line
+    assert isinstance(line, bytes) and line.startswith(f"sentinel agent {node_id}".encode()), line
     return process
 
 

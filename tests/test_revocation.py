@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -196,15 +195,6 @@ async def test_revoking_needs_an_admin_and_a_subject(hub: Hub, pki: Pki) -> None
             assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
             assert reason_of(caught.value) == reason
     assert hub.revocations.nodes == {} and hub.revocations.serials == {}
-
-
-@pytest.fixture
-async def hub(pki: Pki, tmp_path: Path) -> AsyncIterator[Hub]:
-    started = await Hub.start(hub_settings(pki, tmp_path / "hub"))
-    try:
-        yield started
-    finally:
-        await started.stop()
 
 
 async def test_revoking_a_node_takes_its_nats_rights_and_closes_its_connection(
