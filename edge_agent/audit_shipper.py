@@ -17,6 +17,7 @@ from nats.js import JetStreamContext
 
 from edge_agent.audit_journal import AuditJournal
 from sentinel import subjects
+from sentinel.tasks import raise_if_cancelling
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ class AuditShipper:
                 last = seq
                 self.shipped += 1
         except Exception as exc:  # NATS away, or no stream yet: the next round retries
+            raise_if_cancelling()
             log.debug("audit journal shipping paused: %r", exc)
         if last:
             await asyncio.to_thread(journal.mark_shipped, last)

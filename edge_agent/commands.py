@@ -45,7 +45,7 @@ from sentinel.errors import InvalidArgument
 from sentinel.events import build_event
 from sentinel.nats_tls import client_ssl_context, wants_tls
 from sentinel.refusals import CommandRefused, ExecutionFailed, Reason
-from sentinel.tasks import cancel_and_wait
+from sentinel.tasks import cancel_and_wait, raise_if_cancelling
 from sentinel.tls import TlsFiles
 from sentinel.v1 import command_pb2
 
@@ -149,6 +149,7 @@ class CommandRunner:
                     except Exception:  # a bug must not end command handling for good
                         log.exception("command consumer failed; retrying")
                 self.consuming.clear()
+                raise_if_cancelling()
                 await asyncio.sleep(self._backoff.next_delay_s())
         finally:
             self._actions.shutdown(wait=False, cancel_futures=True)

@@ -34,7 +34,7 @@ from sentinel.durations import timestamp_now
 from sentinel.errors import SentinelError
 from sentinel.files import replace_durably
 from sentinel.rpc_errors import describe
-from sentinel.tasks import cancel_and_wait
+from sentinel.tasks import cancel_and_wait, raise_if_cancelling
 from sentinel.tls import TlsFiles, secure_aio_channel
 from sentinel.v1 import agent_pb2, agent_pb2_grpc
 
@@ -123,6 +123,7 @@ class HubLink:
                 await self._end_previous()
                 self.connected.clear()
                 self.session_tls = None
+                raise_if_cancelling()
                 if not self._switch.is_set():  # new credentials are tried at once
                     await _first_of(self._switch, timeout_s=self._backoff.next_delay_s())
         finally:

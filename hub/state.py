@@ -25,6 +25,7 @@ from nats.js.kv import KeyValue
 from sentinel import subjects
 from sentinel.errors import Unavailable
 from sentinel.nats_tls import client_ssl_context
+from sentinel.tasks import raise_if_cancelling
 from sentinel.tls import TlsFiles
 
 log = logging.getLogger(__name__)
@@ -227,6 +228,7 @@ async def consume(
             except (TimeoutError, nats.errors.TimeoutError):
                 continue
             except nats.errors.Error as exc:
+                raise_if_cancelling()
                 log.warning("cannot read %s: %r", what, exc)
                 await asyncio.sleep(1.0)
                 continue

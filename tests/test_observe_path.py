@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import nats.errors
 import psutil
 import pytest
 from nats.aio.msg import Msg
@@ -558,3 +559,42 @@ async def test_a_session_that_fails_oddly_costs_one_session_not_the_link(
     agent.link.rehello()  # ends the session; the next one fails, the one after works
     await eventually(lambda: agent.link.sessions >= sessions + 2 and agent.link.connected.is_set())
     assert not failures
+
+
+@pytest.mark.parametrize(
+    ("loop", "error"),
+    [
+        # nats-py's fetch answers a cancel on a closed connection with its own error.
+        ("commands", nats.errors.ConnectionClosedError()),
+        ("link", OSError("connection reset")),
+    ],
+)
+async def test_a_cancel_turned_into_a_library_error_still_ends_the_retry_loop(
+    agent: Agent, loop: str, error: Exception
+) -> None:
+    await within(agent.link.connected.wait())  # the hello reply names NATS
+    await agent.stop()  # the agent's own tasks are done: run one of its loops again, alone
+    owner = agent.commands if loop == "commands" else agent.link
+    entered = asyncio.Event()
+    eat_cancel = True
+
+    async def session(*_: object) -> None:
+        entered.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            if eat_cancel:
+                raise error from None
+            raise
+
+    owner._session = session  # type: ignore[method-assign]
+    task = asyncio.create_task(owner.run())
+    await within(entered.wait())
+    task.cancel()
+    ended, _ = await asyncio.wait({task}, timeout=5)
+    if not ended:  # the loop retried past its cancel: end it for good, then fail
+        eat_cancel = False
+        task.cancel()
+        await asyncio.wait({task}, timeout=5)
+    assert ended, f"the {loop} loop went on after it was cancelled"
+    assert task.cancelled()
