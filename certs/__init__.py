@@ -30,6 +30,7 @@ from certs.signing_keys import (
     command_keys,
     load_signer,
     load_signing_key,
+    nats_callout_key,
     new_command_key,
     policy_signer,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "load_signer",
     "load_signing_key",
     "load_trust_domain",
+    "nats_callout_key",
     "new_command_key",
     "new_node_request",
     "policy_signer",

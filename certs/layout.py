@@ -82,6 +82,10 @@ class CertLayout:
         return self.signing_dir / "policy.key"
 
     @property
+    def nats_callout_key(self) -> Path:
+        return self.signing_dir / "nats-callout.key"
+
+    @property
     def audit_key(self) -> Path:
         return self.signing_dir / "audit.key"
 

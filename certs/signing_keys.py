@@ -79,7 +79,20 @@ def audit_signer(layout: CertLayout) -> SigningKey:
     return _lazy_signer(layout, layout.audit_key, signing_pb2.KEY_PURPOSE_AUDIT)
 
 
+def nats_callout_key(layout: CertLayout) -> Ed25519PrivateKey:
+    """The account key the hub signs NATS auth_callout answers with (the server's
+    configuration names its public half as the callout `issuer`); made on first use,
+    never replaced, shared by every hub that shares the directory."""
+    _ensure_key(layout, layout.nats_callout_key)
+    return load_signing_key(layout.nats_callout_key)
+
+
 def _lazy_signer(layout: CertLayout, path: Path, purpose: signing_pb2.KeyPurpose) -> SigningKey:
+    _ensure_key(layout, path)
+    return load_signer(path, purpose)
+
+
+def _ensure_key(layout: CertLayout, path: Path) -> None:
     if not path.exists():
         ensure_directory(layout.signing_dir, SIGNING_DIR_MODE)
         key = Ed25519PrivateKey.generate()
@@ -90,7 +103,6 @@ def _lazy_signer(layout: CertLayout, path: Path, purpose: signing_pb2.KeyPurpose
         )
         with contextlib.suppress(FailedPrecondition):  # another process made it first
             write_secret(path, pem, overwrite=False)
-    return load_signer(path, purpose)
 
 
 def command_keys(layout: CertLayout) -> dict[str, SigningKey]:

@@ -18,8 +18,10 @@ from certs import (
     issue_hub_certificate,
     issue_node_certificate,
     issue_user_certificate,
+    load_trust_domain,
 )
 from cli import enrollment
+from hub.nats_access import callout_issuer, server_config
 from sentinel.errors import InvalidArgument
 from sentinel.identity import DEFAULT_TRUST_DOMAIN
 
@@ -35,6 +37,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     commands = parser.add_subparsers(dest="certs_command", required=True, metavar="SUBCOMMAND")
     _register_init(commands)
     _register_issue(commands)
+    _register_nats_config(commands)
     enrollment.register(commands)
 
 
@@ -73,6 +76,30 @@ def _register_issue(commands: argparse._SubParsersAction[argparse.ArgumentParser
         "--days", type=_positive_int, default=365, help="validity in days (default: 365)"
     )
     parser.set_defaults(func=_issue)
+
+
+def _register_nats_config(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "nats-config",
+        help="print the access-control sections for a NATS server the hub does not run",
+        description=(
+            "Print the accounts, system_account and authorization (auth_callout) sections "
+            "a nats-server needs to give Sentinel's hub the same access control as its "
+            "embedded NATS; the callout key is made in DIR if missing."
+        ),
+    )
+    parser.add_argument("--dir", type=Path, required=True, help="certificate directory")
+    parser.set_defaults(func=_nats_config)
+
+
+def _nats_config(args: argparse.Namespace) -> int:
+    layout = CertLayout(args.dir)
+    print(
+        "# Sentinel's NATS access control. The server also needs mutual TLS from the "
+        f"project CA ({layout.ca_cert}) with `verify_and_map: true` in its tls block."
+    )
+    print(server_config(load_trust_domain(args.dir), callout_issuer(layout)), end="")
+    return 0
 
 
 def _init(args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import grpc
+from cryptography import x509
 from prometheus_client import CollectorRegistry
 
 import certs
@@ -39,7 +40,8 @@ from hub.ingest import TelemetryIngest
 from hub.key_service import KeyService
 from hub.keys import KeyManager
 from hub.metrics import HubMetrics
-from hub.nats_access import NatsAccess, hub_client_tls, start_nats
+from hub.nats_access import check_external, hub_client_tls, start_nats
+from hub.nats_callout import CalloutMetrics, NatsCallout
 from hub.policy_gate import PolicyGate
 from hub.policy_service import PolicyService
 from hub.policy_store import PolicyStore
@@ -58,6 +60,7 @@ from hub.state import COMMANDS_RETENTION, HubState, bucket_keys
 from sentinel import subjects
 from sentinel.errors import ConfigError, SentinelError
 from sentinel.metrics_http import MetricsServer, serve_metrics
+from sentinel.nats_tls import wants_tls
 from sentinel.tasks import cancel_and_wait, termination_requested
 from sentinel.tls import ReloadingServerCredentials
 
@@ -83,7 +86,7 @@ class Hub:
         state: HubState,
         registry: Registry,
         embedded: EmbeddedNats | None,
-        nats_access: NatsAccess,
+        nats_callout: NatsCallout,
         port: int,
         clock: Callable[[], datetime],
         agent_service: AgentService,
@@ -111,8 +114,8 @@ class Hub:
         self.state = state
         self.registry = registry
         self._embedded = embedded
-        # Rights on the embedded NATS: allow_node at enrollment, remove_node at revocation.
-        self.nats_access = nats_access
+        # Who NATS admits (every connect), and closing revoked certificates' connections.
+        self.nats_callout = nats_callout
         self.port = port
         self._clock = clock
         self._agent_service = agent_service
@@ -151,8 +154,7 @@ class Hub:
         server_tls = ReloadingServerCredentials(layout.ca_cert, layout.hub_cert, layout.hub_key)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         async with contextlib.AsyncExitStack() as undo:  # unwinds only if start fails
-            access = await start_nats(settings, trust_domain)
-            embedded = access.embedded
+            embedded = await start_nats(settings, trust_domain)
             if embedded is not None:
                 undo.push_async_callback(embedded.stop)
             nats_url = settings.nats_url or (embedded.url if embedded else "")
@@ -164,6 +166,8 @@ class Hub:
             )
             undo.push_async_callback(state.close)
             metrics = HubMetrics(CollectorRegistry(), lambda: server_tls.expiries)
+            revocations = await Revocations.open(state.js, clock, settings.revocation_poll_interval)
+            callout = await _serve_nats_callout(settings, state, revocations, clock, metrics)
             events = EventPublisher(
                 state.nc,
                 source=f"sentinel-hub/{settings.hub_id}",
@@ -171,7 +175,6 @@ class Hub:
             )
             registry = Registry(state.nodes, events)
             await registry.load(await bucket_keys(state.js, subjects.NODES_BUCKET))
-            await access.allow_nodes(registry.node_ids())
             metrics.set_nodes_by_state(registry.count_by_state)
             keys = await KeyManager.open(state.keys, layout, clock)
             audit = await AuditLog.open(
@@ -189,7 +192,16 @@ class Hub:
             )
             policies = await PolicyStore.open(state.js, keys, clock)
             trust, enrollment_service = await _open_trust(
-                settings, state, access, certificates, registry, keys, policies, clock, audit
+                settings,
+                state,
+                revocations,
+                callout,
+                certificates,
+                registry,
+                keys,
+                policies,
+                clock,
+                audit,
             )
             series = SeriesSource(registry, settings.prometheus_url)
             sent = await SentHistory.open(state.js)  # what was sent, for rate limits
@@ -220,7 +232,7 @@ class Hub:
                 keys=keys,
                 policies=policies,
                 certificates=certificates,
-                on_hello=functools.partial(_on_hello, access, issuer),
+                on_hello=functools.partial(issuer.ensure_consumer, known_ok=False),
             )
             server, health = build_server(
                 settings.limits,
@@ -270,7 +282,7 @@ class Hub:
                 state=state,
                 registry=registry,
                 embedded=embedded,
-                nats_access=access,
+                nats_callout=callout,
                 port=port,
                 clock=clock,
                 agent_service=agent,
@@ -357,10 +369,42 @@ class TrustParts:
         return self.advertised.addresses()[0]
 
 
+async def _serve_nats_callout(
+    settings: HubSettings,
+    state: HubState,
+    revocations: Revocations,
+    clock: Callable[[], datetime],
+    metrics: HubMetrics,
+) -> NatsCallout:
+    """Answer NATS's auth callouts before anything tells a node where NATS is, and close
+    the connections of certificates revoked while no hub could (or on another NATS)."""
+    layout = certs.CertLayout(settings.certs_dir)
+    callout = NatsCallout(
+        state.nc,
+        certs.nats_callout_key(layout),
+        trust_domain=certs.load_trust_domain(settings.certs_dir),
+        ca=x509.load_pem_x509_certificates(layout.ca_cert.read_bytes()),
+        revocations=revocations,
+        clock=clock,
+        metrics=CalloutMetrics(metrics.registry),
+    )
+    await callout.start()
+    if settings.nats_url and not (
+        wants_tls(settings.nats_url) and await check_external(state.nc, settings.nats_url)
+    ):
+        return callout  # the server's access control is not ours (a warning said so)
+    try:
+        await callout.close_revoked()
+    except SentinelError as exc:
+        log.warning("cannot close revoked certificates' NATS connections now: %s", exc)
+    return callout
+
+
 async def _open_trust(  # noqa: PLR0917
     settings: HubSettings,
     state: HubState,
-    access: NatsAccess,
+    revocations: Revocations,
+    callout: NatsCallout,
     certificates: NodeCertificates,
     registry: Registry,
     keys: KeyManager,
@@ -369,17 +413,10 @@ async def _open_trust(  # noqa: PLR0917
     audit: AuditLog,
 ) -> tuple[TrustParts, EnrollmentService]:
     trust_domain = certificates.trust_domain
-    revocations = await Revocations.open(state.js, clock, settings.revocation_poll_interval)
     gate = Gate(trust_domain, revocations, audit=RpcAudit(audit))
-    for node_id in sorted(revocations.nodes):  # a restarted hub keeps them cut off on NATS
-        await access.remove_node(node_id)
-    revocations.on_change = functools.partial(_cut_off, gate, revocations, access)
+    revocations.on_change = functools.partial(_cut_off, gate, revocations, callout)
     enrollments = await Enrollments.open(
-        state.js,
-        certificates=certificates,
-        registry=registry,
-        clock=clock,
-        on_enrolled=functools.partial(_on_enrolled, access),
+        state.js, certificates=certificates, registry=registry, clock=clock
     )
     advertised = _Advertised(settings)
     service = EnrollmentService(
@@ -417,28 +454,13 @@ async def _serve_enrollment(
     return server, port
 
 
-async def _on_enrolled(access: NatsAccess, node_id: str, serial: str) -> None:
-    """A new node's rights on NATS exist before it first connects."""
-    await access.allow_node(node_id)
-
-
-async def _cut_off(
-    gate: Gate, revocations: Revocations, access: NatsAccess, nodes: set[str]
-) -> None:
-    """The revoked set grew: end the open streams of revoked certificates, and take the
-    nodes' rights on NATS away (which closes their NATS connections)."""
+async def _cut_off(gate: Gate, revocations: Revocations, callout: NatsCallout) -> None:
+    """The revoked set grew: end the open streams of revoked certificates and close their
+    NATS connections (an error is retried at the next poll)."""
     ended = gate.calls.end_revoked(revocations)
-    for node_id in sorted(nodes):
-        await access.remove_node(node_id)
-    if ended or nodes:
-        log.warning("revocation: %d open streams ended, NATS rights removed for %s", ended, nodes)
-
-
-async def _on_hello(access: NatsAccess, issuer: CommandIssuer, node_id: str) -> None:
-    """Before the hello reply names NATS: the node's rights there (a reload, the first time
-    only) and its durable consumer."""
-    await access.allow_node(node_id)
-    await issuer.ensure_consumer(node_id, known_ok=False)
+    closed = await callout.close_revoked()
+    if ended or closed:
+        log.warning("revocation: %d open streams ended, %d NATS connections closed", ended, closed)
 
 
 async def run_hub(settings: HubSettings) -> None:

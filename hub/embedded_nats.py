@@ -5,9 +5,15 @@ loopback only, storing JetStream data under the given directory. The port is cho
 by the server (random) and read back from its ports file, so two instances never clash.
 
 With `tls` (what the hub always passes) the server requires mutual TLS from the project
-CA and maps each client to a user by its certificate (`verify_and_map`); the users and
-their rights are the `authorization` text, which `reload` replaces on the running server
-(see hub.nats_access). Without `tls` it is an open server, as a user's own NATS may be.
+CA and maps each client to a user by its certificate (`verify_and_map`); the accounts,
+users and the auth_callout that decides everyone else's rights are the `access` text
+(hub.nats_access.server_config), fixed for the server's life. Without `tls` it is an open
+server, as a user's own NATS may be.
+
+Upgrade: JetStream keeps each account's data in a folder named after the account. A store
+written before the accounts existed holds Sentinel's streams under the global account
+(`$G`); started with `access`, the server would not see them, so its folder is renamed to
+the hub's account first. Nothing stored is lost or rewritten.
 """
 
 from __future__ import annotations
@@ -18,7 +24,6 @@ import logging
 import os
 import secrets
 import shutil
-import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -28,9 +33,9 @@ from sentinel.errors import ConfigError, Unavailable
 
 log = logging.getLogger(__name__)
 
-# What nats-server logs when a reload (SIGHUP) took effect, or did not.
-_RELOADED = b"Reloaded server configuration"
-_RELOAD_FAILED = b"Failed to reload server configuration"
+# JetStream's folder for the global account, where a store made before the accounts
+# existed keeps every stream.
+_GLOBAL_ACCOUNT = "$G"
 # A client's TLS handshake may take this long (nats-server's default, 2 s, is short for a
 # loaded machine that many agents reconnect to at once).
 _TLS_HANDSHAKE_TIMEOUT_S = 5
@@ -99,6 +104,14 @@ def _config(store: Path, ports_dir: Path, sync: str, tls: NatsTls | None) -> str
     return text
 
 
+def _adopt_global_account(jetstream: Path, account: str) -> None:
+    """Move a store's global-account data to `account`, unless that account has data."""
+    old, new = jetstream / _GLOBAL_ACCOUNT, jetstream / account
+    if old.is_dir() and not new.exists():
+        old.rename(new)
+        log.warning("JetStream data of the global account moved to account %s (%s)", account, new)
+
+
 def _write_atomically(path: Path, text: str) -> None:
     """nats-server may read the file at any moment (a reload): it never sees half of it."""
     temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
@@ -118,10 +131,6 @@ class EmbeddedNats:
     store_dir: Path
     config_path: Path
     log_path: Path
-    # The configuration without its `authorization` section.
-    base_config: str
-    _reloading: asyncio.Lock
-    reloads: int = 0
 
     @classmethod
     async def start(
@@ -130,22 +139,25 @@ class EmbeddedNats:
         *,
         sync: str = "always",
         tls: NatsTls | None = None,
-        authorization: str = "",
+        access: str = "",
+        account: str = "",
         startup_timeout_s: float = 20.0,
     ) -> EmbeddedNats:
-        """Start the server; `authorization` (a nats-server `authorization {...}` section)
-        needs `tls`, whose certificates identify the users it names."""
-        if authorization and tls is None:
-            raise ValueError("an authorization section needs TLS: users are mapped by cert")
+        """Start the server; `access` (nats-server configuration sections naming accounts,
+        users and their rights) needs `tls`, whose certificates identify the users, and
+        `account`, the account JetStream's existing data belongs to."""
+        if access and (tls is None or not account):
+            raise ValueError("access control needs TLS (users are mapped by cert) and an account")
         store = data_dir / "nats"
         ports_dir = data_dir / "nats-ports"
         store.mkdir(parents=True, exist_ok=True)
         ports_dir.mkdir(parents=True, exist_ok=True)
         for stale in ports_dir.glob("*.ports"):
             stale.unlink()
+        if account:
+            _adopt_global_account(store / "jetstream", account)
         config = data_dir / "nats-server.conf"
-        base = _config(store, ports_dir, sync, tls)
-        _write_atomically(config, base + authorization)
+        _write_atomically(config, _config(store, ports_dir, sync, tls) + access)
         log_path = data_dir / "nats-server.log"
         log_file = log_path.open("ab")
         process = await asyncio.create_subprocess_exec(
@@ -163,39 +175,7 @@ class EmbeddedNats:
         log_file.close()
         url = await cls._await_ports(process, ports_dir, startup_timeout_s)
         log.info("embedded NATS listening on %s (JetStream store %s)", url, store)
-        return cls(process, url, store, config, log_path, base, asyncio.Lock())
-
-    async def reload(self, authorization: str, timeout_s: float = 10.0) -> None:
-        """Replace the `authorization` section and reload the running server (SIGHUP);
-        return once it logged that the reload took effect. nats-server then applies the
-        new rights to open connections and closes those whose user is gone."""
-        async with self._reloading:
-            if self.process.returncode is not None:
-                raise Unavailable("nats-server is not running", reason="NATS_UNAVAILABLE")
-            _write_atomically(self.config_path, self.base_config + authorization)
-            offset = self.log_path.stat().st_size
-            started = time.monotonic()
-            self.process.send_signal(signal.SIGHUP)
-            await self._await_reload(offset, started + timeout_s)
-            self.reloads += 1
-            log.debug("NATS configuration reloaded in %.3f s", time.monotonic() - started)
-
-    async def _await_reload(self, offset: int, deadline: float) -> None:
-        while True:
-            with self.log_path.open("rb") as file:
-                file.seek(offset)
-                written = file.read()
-            if _RELOAD_FAILED in written:
-                line = written[written.index(_RELOAD_FAILED) :].split(b"\n", 1)[0]
-                raise Unavailable(line.decode(errors="replace"), reason="NATS_RELOAD_FAILED")
-            if _RELOADED in written:
-                return
-            if time.monotonic() > deadline or self.process.returncode is not None:
-                raise Unavailable(
-                    f"nats-server did not confirm a configuration reload; see {self.log_path}",
-                    reason="NATS_RELOAD_FAILED",
-                )
-            await asyncio.sleep(0.01)  # a file cannot notify: look again shortly
+        return cls(process, url, store, config, log_path)
 
     @staticmethod
     async def _await_ports(

@@ -27,7 +27,7 @@ import logging
 import re
 import secrets
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -137,7 +137,6 @@ class Enrollments:
         certificates: NodeCertificates,
         registry: Registry,
         clock: Callable[[], datetime],
-        on_enrolled: Callable[[str, str], Awaitable[None]],
     ) -> None:
         self._js = js
         self._tokens = tokens
@@ -145,8 +144,6 @@ class Enrollments:
         self._certificates = certificates
         self._registry = registry
         self._clock = clock
-        # Called with (node_id, serial) once a certificate is issued: NATS rights, audit.
-        self._on_enrolled = on_enrolled
 
     @classmethod
     async def open(
@@ -156,7 +153,6 @@ class Enrollments:
         certificates: NodeCertificates,
         registry: Registry,
         clock: Callable[[], datetime],
-        on_enrolled: Callable[[str, str], Awaitable[None]],
     ) -> Enrollments:
         tokens = await js.create_key_value(
             bucket=subjects.ENROLL_TOKENS_BUCKET,
@@ -174,7 +170,6 @@ class Enrollments:
             certificates=certificates,
             registry=registry,
             clock=clock,
-            on_enrolled=on_enrolled,
         )
 
     async def create_token(
@@ -289,7 +284,6 @@ class Enrollments:
         await self._registry.enrolled(
             record.node_id, record.labels, record.reported_labels, self._clock()
         )
-        await self._on_enrolled(record.node_id, issued.serial)
         log.info("node %s enrolled (certificate %s)", record.node_id, issued.serial)
         return issued
 

@@ -1,45 +1,103 @@
-"""Who may do what on the embedded NATS: the `authorization` section of its configuration.
+"""Who may do what on NATS: the accounts of the server's configuration, and the rights the
+hub's auth_callout grants each certificate (hub.nats_callout).
 
-nats-server (`tls { verify_and_map: true }`) maps a client to a user by its certificate,
-trying, in order, its e-mail SANs, its DNS SANs, its URI SANs and then its subject DN, and
-takes the first that names a user. Users here are named by SPIFFE URI only: node and user
-certificates carry no DNS or e-mail SAN, and the hub's DNS names (`localhost`, its host
-name) name no user, so every identity maps by its `spiffe://` URI and nothing else.
+Accounts:
+- `SENTINEL` holds JetStream (every stream and bucket) and the hub, the one user the
+  configuration names (mapped by its certificate's SPIFFE URI, `verify_and_map`); the
+  hub's connection also serves the auth_callout, so it is the callout's `auth_users`.
+  It imports system services (CONNZ and KICK) so the hub can find and close the
+  connections of a revoked certificate.
+- `NODES` holds every edge agent, and nothing else. It sees SENTINEL only through the
+  services SENTINEL exports: pulling and acknowledging a command consumer, and publishing
+  results, events and agent-audit records (JetStream answers each with a PubAck). A node
+  may name any reply subject on a request, and NATS permissions do not constrain reply
+  subjects: in its own account such a reply reaches no stream and no other identity's
+  subscription, so it cannot redirect its messages into, say, the audit log.
+- `SYS`, the system account, with no users; it exports CONNZ and KICK to SENTINEL.
 
-Rights, all else denied:
-- the hub and `nats-admin`: everything;
-- `nats-observer`: subscribe to `sentinel.events.>` and `sentinel.telemetry.>`, publish
-  nothing (so no JetStream API either: it reads the live subjects);
-- node `<id>`: pull from and acknowledge its own consumer `agent-<id>`, publish its own
-  results, events and audit journal, and subscribe to its own reply prefix `_INBOX_<id>`
-  (the agent connects with that inbox prefix), where its pulled commands and PubAcks
-  arrive. No other JetStream API: it cannot read streams, KV or another node's consumer.
+Rights, all else denied (granted per connection by the callout, from the certificate):
+- the hub: everything in SENTINEL (static);
+- `nats-admin`: everything in SENTINEL;
+- `nats-observer`: subscribe to `sentinel.events.>` and `sentinel.telemetry.>` in
+  SENTINEL, publish nothing (so no JetStream API either: it reads the live subjects);
+- node `<id>`, in NODES: pull from and acknowledge its own consumer `agent-<id>`, publish
+  its own results, events and audit journal, and subscribe to its own reply prefix
+  `_INBOX_<id>` (the agent connects with that inbox prefix), where its pulled commands
+  and PubAcks arrive. No other JetStream API: it cannot read streams, KV or another
+  node's consumer.
 
-Invariants: the rights of nodes change only through `allow_node`/`remove_node`; each
-reloads the running server (same PID, connections kept) only when the set of nodes
-changed, and returns once the server confirmed the reload; a node removed loses its open
-connections at that reload. With an external NATS (`embedded` is None) both are no-ops:
-that server's access control is its operator's.
+Invariant: the configuration names no node and changes with no enrollment or revocation;
+a certificate's rights are decided when it connects (and revoked ones are closed by the
+hub), so one configuration serves one embedded server or a cluster.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-from collections.abc import Iterable
+from dataclasses import dataclass
+
+import nats.errors
+from nats.aio.client import Client as NatsClient
 
 import certs
 from hub.embedded_nats import EmbeddedNats, NatsTls
+from hub.nats_jwt import AccountKey
 from hub.settings import HubSettings
 from sentinel import subjects
-from sentinel.identity import Kind, spiffe_id, validate_node_id
+from sentinel.identity import Identity, Kind
 from sentinel.nats_tls import wants_tls
 from sentinel.tls import TlsFiles
 
 log = logging.getLogger(__name__)
 
+HUB_ACCOUNT = "SENTINEL"
+NODES_ACCOUNT = "NODES"
+SYSTEM_ACCOUNT = "SYS"
+
 OBSERVER_SUBJECTS = (subjects.EVENTS_ALL, "sentinel.telemetry.>")
+# The system services the hub uses to close a revoked certificate's connections.
+KICK_SUBJECT = "$SYS.REQ.SERVER.*.KICK"
+CONNZ_SUBJECT = "$SYS.REQ.SERVER.PING.CONNZ"
+CONNZ_ONE_SUBJECT = "$SYS.REQ.SERVER.*.CONNZ"
+# Every user may ask which account it is in, and with which rights.
+USER_INFO_SUBJECT = "$SYS.REQ.USER.INFO"
+_SYSTEM_SERVICES = {KICK_SUBJECT: False, CONNZ_SUBJECT: True, CONNZ_ONE_SUBJECT: False}
+
+# What SENTINEL exports for nodes, each a service (so a reply comes back to the
+# requester's account); `True`: more than one reply per request (a pull's messages).
+_NODE_SERVICES = {
+    f"$JS.API.CONSUMER.MSG.NEXT.{subjects.COMMANDS_STREAM}.*": True,
+    f"$JS.ACK.{subjects.COMMANDS_STREAM}.>": False,
+    subjects.RESULTS_ALL: False,
+    subjects.EVENTS_ALL: False,
+    subjects.AGENT_AUDIT_ALL: False,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Rights:
+    """What one connection may do, in which account."""
+
+    account: str
+    publish: tuple[str, ...]
+    subscribe: tuple[str, ...]
+
+    def claims(self) -> dict[str, object]:
+        """The `nats` part of a user JWT granting these rights."""
+        return {
+            "pub": {"allow": list(self.publish)} if self.publish else {"deny": [">"]},
+            "sub": {"allow": list(self.subscribe)} if self.subscribe else {"deny": [">"]},
+            "subs": -1,
+            "data": -1,
+            "payload": -1,
+            "type": "user",
+            "version": 2,
+        }
+
+
+ADMIN_RIGHTS = Rights(HUB_ACCOUNT, (">",), (">",))
+OBSERVER_RIGHTS = Rights(HUB_ACCOUNT, (), OBSERVER_SUBJECTS)
 
 
 def node_publish(node_id: str) -> list[str]:
@@ -57,103 +115,80 @@ def node_subscribe(node_id: str) -> list[str]:
     return [f"{subjects.node_inbox_prefix(node_id)}.>"]
 
 
-def authorization(trust_domain: str, nodes: Iterable[str]) -> str:
-    """The nats-server `authorization` section for these nodes and the fixed identities."""
-    users = [
-        _user(f"spiffe://{trust_domain}/hub", None),
-        _user(spiffe_id(trust_domain, Kind.USER, certs.NATS_ADMIN), None),
-        _user(
-            spiffe_id(trust_domain, Kind.USER, certs.NATS_OBSERVER),
-            {"publish": {"deny": [">"]}, "subscribe": {"allow": list(OBSERVER_SUBJECTS)}},
-        ),
-    ]
-    for node_id in sorted(nodes):
-        rights = {
-            "publish": {"allow": node_publish(node_id)},
-            "subscribe": {"allow": node_subscribe(node_id)},
-        }
-        users.append(_user(spiffe_id(trust_domain, Kind.NODE, node_id), rights))
-    return "authorization {\n  users = [\n" + "".join(users) + "  ]\n}\n"
-
-
-def _user(name: str, permissions: dict[str, dict[str, list[str]]] | None) -> str:
-    # JSON is valid nats-server configuration syntax, and quotes `$`, `>` and `://` safely.
-    entry: dict[str, object] = {"user": name}
-    if permissions is not None:
-        entry["permissions"] = permissions
-    return f"    {json.dumps(entry)}\n"
-
-
-class NatsAccess:
-    """The set of nodes the embedded NATS admits, applied by configuration reload."""
-
-    def __init__(self, embedded: EmbeddedNats | None, trust_domain: str) -> None:
-        self.embedded = embedded
-        self._trust_domain = trust_domain
-        self._wanted: set[str] = set()
-        self._applied: frozenset[str] = frozenset()
-        self._applying = asyncio.Lock()
-
-    @property
-    def enforced(self) -> bool:
-        """False for an external NATS, whose access control is not ours."""
-        return self.embedded is not None
-
-    @property
-    def nodes(self) -> frozenset[str]:
-        """The nodes the running server admits now."""
-        return self._applied
-
-    async def allow_node(self, node_id: str) -> None:
-        """Give a node its rights (at enrollment, at each hello); idempotent."""
-        await self.allow_nodes((node_id,))
-
-    async def allow_nodes(self, node_ids: Iterable[str]) -> None:
-        self._wanted.update(validate_node_id(node_id) for node_id in node_ids)
-        await self._apply()
-
-    async def remove_node(self, node_id: str) -> None:
-        """Take a node's rights away and close its NATS connections (revocation)."""
-        self._wanted.discard(validate_node_id(node_id))
-        await self._apply()
-
-    async def _apply(self) -> None:
-        if self.embedded is None:
-            return
-        # One reload at a time; a caller that waited finds its change applied by the reload
-        # before it, or applies every change made meanwhile in one.
-        async with self._applying:
-            wanted = frozenset(self._wanted)
-            if wanted == self._applied:
-                return
-            await self.embedded.reload(authorization(self._trust_domain, wanted))
-            added, removed = wanted - self._applied, self._applied - wanted
-            self._applied = wanted
-        log.info(
-            "NATS access: %d nodes (added %s; removed %s)",
-            len(wanted),
-            ", ".join(sorted(added)) or "none",
-            ", ".join(sorted(removed)) or "none",
+def rights_of(identity: Identity) -> Rights | None:
+    """The NATS rights of a certificate's identity; None: it is no NATS identity."""
+    if identity.kind is Kind.NODE:
+        return Rights(
+            NODES_ACCOUNT,
+            tuple(node_publish(identity.name)),
+            tuple(node_subscribe(identity.name)),
         )
+    return {certs.NATS_ADMIN: ADMIN_RIGHTS, certs.NATS_OBSERVER: OBSERVER_RIGHTS}.get(identity.name)
 
 
-async def start_nats(settings: HubSettings, trust_domain: str) -> NatsAccess:
-    """The embedded nats-server, locked down (unless `settings.nats_url` names another
-    NATS), and the access control that goes with it. Issues the NATS server certificate
-    and the fixed NATS identities if the certificate directory predates them."""
+def hub_user(trust_domain: str) -> str:
+    return f"spiffe://{trust_domain}/hub"
+
+
+def server_config(trust_domain: str, issuer: str) -> str:
+    """The `accounts`, `system_account` and `authorization` sections of a nats-server
+    configuration for Sentinel; `issuer` is the hub's callout account key (public nkey).
+    The server must also verify client certificates against the project CA and map them
+    (`tls { verify_and_map: true }`)."""
+    hub = hub_user(trust_domain)
+    accounts = {
+        HUB_ACCOUNT: {
+            "jetstream": "enabled",
+            "users": [{"user": hub}],
+            "exports": [_export(subject, many) for subject, many in _NODE_SERVICES.items()],
+            "imports": [_import(SYSTEM_ACCOUNT, s) for s in _SYSTEM_SERVICES],
+        },
+        NODES_ACCOUNT: {"imports": [_import(HUB_ACCOUNT, s) for s in _NODE_SERVICES]},
+        SYSTEM_ACCOUNT: {
+            "exports": [_export(s, many) for s, many in _SYSTEM_SERVICES.items()],
+        },
+    }
+    authorization = {
+        "auth_callout": {"issuer": issuer, "account": HUB_ACCOUNT, "auth_users": [hub]},
+    }
+    # JSON is valid nats-server configuration syntax, and quotes `$`, `>` and `://` safely.
+    return (
+        f"accounts: {json.dumps(accounts, indent=2)}\n"
+        f"system_account: {SYSTEM_ACCOUNT}\n"
+        f"authorization: {json.dumps(authorization, indent=2)}\n"
+    )
+
+
+def _export(subject: str, many: bool) -> dict[str, str]:
+    return {"service": subject, "response_type": "stream" if many else "singleton"}
+
+
+def _import(account: str, subject: str) -> dict[str, dict[str, str]]:
+    return {"service": {"account": account, "subject": subject}}
+
+
+async def start_nats(settings: HubSettings, trust_domain: str) -> EmbeddedNats | None:
+    """The embedded nats-server, locked down, with its auth_callout naming the hub's
+    callout key; None when `settings.nats_url` names another NATS. Issues the NATS server
+    certificate and the fixed NATS identities if the certificate directory predates them."""
     if settings.nats_url:
-        return NatsAccess(None, trust_domain)
+        return None
     layout = certs.CertLayout(settings.certs_dir)
     created = certs.ensure_nats_identities(settings.certs_dir)
     if created:
         log.info("issued NATS certificates: %s", ", ".join(str(path) for path in created))
-    embedded = await EmbeddedNats.start(
+    return await EmbeddedNats.start(
         settings.data_dir,
         sync=settings.nats_sync,
         tls=NatsTls(layout.nats_server_cert, layout.nats_server_key, layout.ca_cert),
-        authorization=authorization(trust_domain, ()),
+        access=server_config(trust_domain, callout_issuer(layout)),
+        account=HUB_ACCOUNT,
     )
-    return NatsAccess(embedded, trust_domain)
+
+
+def callout_issuer(layout: certs.CertLayout) -> str:
+    """The public account nkey of the hub's callout key (made on first use)."""
+    return AccountKey(certs.nats_callout_key(layout)).public_nkey
 
 
 def hub_client_tls(url: str, hub_tls: TlsFiles) -> TlsFiles | None:
@@ -166,3 +201,25 @@ def hub_client_tls(url: str, hub_tls: TlsFiles) -> TlsFiles | None:
         url,
     )
     return None
+
+
+async def check_external(nc: NatsClient, url: str) -> bool:
+    """Warn unless the NATS at `url` (not the hub's own) places the hub in the account
+    whose auth_callout it serves, with the system services it needs; True if it does."""
+    try:
+        reply = await nc.request(USER_INFO_SUBJECT, b"", timeout=5)
+        account = json.loads(reply.data).get("data", {}).get("account", "")
+    except (nats.errors.Error, TimeoutError, ValueError, AttributeError) as exc:
+        account = f"unknown ({exc!r})"
+    if account != HUB_ACCOUNT:
+        log.warning(
+            "NATS at %s does not run Sentinel's access control (the hub is in account %s, "
+            "not %s): revoked certificates are not refused there, and any certificate of "
+            "the CA gets whatever that server grants; configure it with "
+            "`sentinel certs nats-config` (see docs/security.md)",
+            url,
+            account,
+            HUB_ACCOUNT,
+        )
+        return False
+    return True

@@ -8,7 +8,7 @@ Invariants: the hub that revokes applies it at once; every other hub applies it 
 its next poll (`HubSettings.revocation_poll_interval`); a poll reads the bucket only
 when its stream moved. Once applied, every RPC from a revoked certificate is refused
 (PERMISSION_DENIED, reason CERT_REVOKED) and its open streams are ended
-(`hub.auth.OpenCalls`); `on_change` then takes away the node's NATS rights.
+(`hub.auth.OpenCalls`), and so are their NATS connections (`hub.nats_callout`).
 """
 
 from __future__ import annotations
@@ -68,11 +68,11 @@ class Revocations:
         self.serials: dict[str, Revoked] = {}
         self.nodes: dict[str, Revoked] = {}
         self._last_seq = -1
-        # Called after the revoked set grew, with the node ids newly cut off.
-        self.on_change: Callable[[set[str]], Awaitable[None]] | None = None
+        # Called after the revoked set grew: end what the revoked certificates hold open.
+        self.on_change: Callable[[], Awaitable[None]] | None = None
         self._lock = asyncio.Lock()
-        # Nodes newly cut off whose streams and NATS rights `on_change` has not yet taken.
-        self._unapplied: set[str] = set()
+        # The set grew and `on_change` has not yet succeeded since.
+        self._unapplied = False
 
     @classmethod
     async def open(
@@ -125,18 +125,17 @@ class Revocations:
                     entry = await self._kv.get(key)
                     if entry.value:
                         table[name] = msgspec.json.decode(entry.value, type=Revoked)
-        cut_off = {r.node_id for r in serials.values() if r.node_id} | set(nodes)
-        cut_off -= {r.node_id for r in self.serials.values() if r.node_id} | set(self.nodes)
         grew = len(serials) + len(nodes) > len(self.serials) + len(self.nodes)
-        # The gate refuses at once; acting on it (streams, NATS) is retried at every poll
-        # until it succeeds, so a failed NATS reload does not leave a node its rights.
+        # The gate refuses at once; acting on it (streams, NATS connections) is retried at
+        # every poll until it succeeds, so a NATS that was away does not leave a revoked
+        # certificate connected.
         self.serials, self.nodes, self._last_seq = serials, nodes, last_seq
-        self._unapplied |= cut_off
+        self._unapplied = self._unapplied or grew
         if grew:
             log.info("revoked set: %d certificates, %d nodes", len(serials), len(nodes))
-        if (grew or self._unapplied) and self.on_change is not None:
-            await self.on_change(set(self._unapplied))
-            self._unapplied.clear()
+        if self._unapplied and self.on_change is not None:
+            await self.on_change()
+            self._unapplied = False
         return grew
 
     async def run(self) -> None:

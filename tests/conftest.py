@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -132,6 +132,18 @@ async def eventually(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s} s")
+        await asyncio.sleep(poll_s)
+
+
+async def eventually_async(
+    predicate: Callable[[], Awaitable[bool]], timeout_s: float = WAIT_S, poll_s: float = 0.02
+) -> None:
+    """`eventually` for a condition only a request can read (a server's state)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not await predicate():
         if loop.time() > deadline:
             raise AssertionError(f"condition not met within {timeout_s} s")
         await asyncio.sleep(poll_s)

@@ -68,6 +68,7 @@ def test_public_names_are_locked() -> None:
         "load_signer",
         "load_signing_key",
         "load_trust_domain",
+        "nats_callout_key",
         "new_command_key",
         "new_node_request",
         "policy_signer",

@@ -1,5 +1,5 @@
 """The embedded nats-server: its durability setting (fsync before every PubAck by default)
-and its locked-down mode (mutual TLS, users mapped by certificate, reloaded in place)."""
+and an upgrade from a store made before NATS had accounts."""
 
 from __future__ import annotations
 
@@ -10,11 +10,10 @@ import pytest
 
 import certs
 from cli.main import main
+from hub.app import Hub
 from hub.embedded_nats import EmbeddedNats, NatsTls
-from hub.nats_access import authorization
-from sentinel import nats_tls
-from sentinel.errors import Unavailable
-from tests.conftest import Pki
+from sentinel import nats_tls, subjects
+from tests.conftest import Pki, hub_settings, nats_admin
 
 
 @pytest.mark.parametrize(("sync", "expected"), [(None, "always"), ("2m", "2m")])
@@ -48,25 +47,26 @@ def test_a_bad_sync_setting_is_one_clear_line(
     assert not (tmp_path / "d").exists()  # nothing was started
 
 
-async def test_a_reload_the_server_refuses_is_an_error_and_changes_nothing(
-    pki: Pki, tmp_path: Path
-) -> None:
+async def test_an_upgrade_keeps_what_the_global_account_stored(pki: Pki, tmp_path: Path) -> None:
+    # A store from before the accounts: every stream under NATS's global account.
     layout = pki.layout
-    server = await EmbeddedNats.start(
-        tmp_path,
-        tls=NatsTls(layout.nats_server_cert, layout.nats_server_key, layout.ca_cert),
-        authorization=authorization("sentinel.local", ()),
-    )
+    tls = NatsTls(layout.nats_server_cert, layout.nats_server_key, layout.ca_cert)
+    old = await EmbeddedNats.start(tmp_path, tls=tls)
     try:
-        assert server.url.startswith("tls://127.0.0.1:")
-        await server.reload(authorization("sentinel.local", ["node-a"]))
-        assert server.reloads == 1
-        with pytest.raises(Unavailable) as caught:
-            await server.reload("authorization { users = [ {user: } ] }\n")
-        assert caught.value.reason == "NATS_RELOAD_FAILED"
-        assert server.process.returncode is None
-        nc = await nats_tls.connect(server.url, pki.user(certs.NATS_ADMIN))
-        await nc.jetstream().account_info()  # still up, with the rights it had
+        nc = await nats_tls.connect(old.url, pki.user(certs.NATS_ADMIN))
+        js = nc.jetstream()
+        await js.add_stream(name=subjects.EVENTS_STREAM, subjects=[subjects.EVENTS_ALL])
+        await js.publish(subjects.event_subject("node", "test", "node-a"), b"kept")
         await nc.close()
     finally:
-        await server.stop()
+        await old.stop()
+    assert (tmp_path / "nats" / "jetstream" / "$G").is_dir()
+    hub = await Hub.start(hub_settings(pki, tmp_path))
+    try:
+        admin = await nats_admin(hub)
+        message = await admin.jetstream().get_msg(subjects.EVENTS_STREAM, 1)
+        assert message.data == b"kept"
+        await admin.close()
+    finally:
+        await hub.stop()
+    assert not (tmp_path / "nats" / "jetstream" / "$G").exists()

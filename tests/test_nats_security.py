@@ -9,7 +9,6 @@ import json
 import logging
 import secrets
 import ssl
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -24,11 +23,11 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
 import certs
+from cli.main import main
 from hub.app import Hub
 from hub.embedded_nats import EmbeddedNats, NatsTls
-from hub.nats_access import authorization
+from hub.nats_access import HUB_ACCOUNT, callout_issuer
 from sentinel import nats_tls, subjects
-from sentinel.identity import DEFAULT_TRUST_DOMAIN as TRUST_DOMAIN
 from sentinel.tls import TlsFiles, secure_aio_channel
 from tests.conftest import WAIT_S, Pki, hub_settings, nats_admin, nats_observer, within
 from tests.test_observe_path import open_stream
@@ -309,49 +308,31 @@ async def test_the_observer_reads_events_and_telemetry_only(hub: Hub, admin: Nat
         await observer.close()
 
 
-async def test_a_node_enrolled_later_gets_its_rights_without_a_nats_restart(
+async def test_a_node_certified_later_connects_without_a_nats_restart(
     hub: Hub, pki: Pki, channel_to: Channels
 ) -> None:
-    assert hub.nats_access.embedded is not None
-    pid = hub.nats_access.embedded.process.pid
+    # NATS asks the hub's callout about every connect: a certificate the CA issued after
+    # the server started is judged like any other, with no configuration to rewrite.
+    assert hub.nats_callout is not None
     late = f"late-{secrets.token_hex(3)}"
     certs.issue_node_certificate(pki.directory, late)  # after the hub started
-    with pytest.raises(FAILS):
-        await as_node(hub, pki, late, Violations())
-    call, reply = await open_stream(channel_to(pki.node(late)), late)
-    assert reply.nats_url == hub.nats_url
-    violations, closed = Violations(), asyncio.Event()
-
-    async def on_closed() -> None:
-        closed.set()
-
-    # The hello reply came after the reload: the node may connect at once.
-    nc = await as_node(hub, pki, late, violations, closed_cb=on_closed)
+    config = (hub.settings.data_dir / "nats-server.conf").read_text()
+    violations = Violations()
+    nc = await as_node(hub, pki, late, violations)
     try:
+        call, reply = await open_stream(channel_to(pki.node(late)), late)  # creates its consumer
+        assert reply.nats_url == hub.nats_url
         subscription = await nc.jetstream().pull_subscribe_bind(
             subjects.command_consumer(late), stream=subjects.COMMANDS_STREAM
         )
         with pytest.raises(nats.errors.TimeoutError):
             await subscription.fetch(1, timeout=0.2)  # its consumer exists, and is empty
         assert violations.messages == []
-        reloads = hub.nats_access.embedded.reloads
-        await hub.nats_access.allow_node(late)  # known: no reload
-        assert hub.nats_access.embedded.reloads == reloads
-
-        started = time.monotonic()
-        await hub.nats_access.remove_node(late)
-        await within(closed.wait())
-        logging.getLogger(__name__).info(
-            "removed node's connection closed %.3f s after remove_node", time.monotonic() - started
-        )
-        assert late not in hub.nats_access.nodes
-        with pytest.raises(FAILS):
-            await as_node(hub, pki, late, Violations())
-    finally:
         call.cancel()
+    finally:
         await nc.close()
-    assert hub.nats_access.embedded.process.pid == pid
-    assert hub.nats_access.embedded.process.returncode is None
+    assert late not in config
+    assert (hub.settings.data_dir / "nats-server.conf").read_text() == config
 
 
 async def test_a_hub_on_an_unauthenticated_nats_works_and_warns(
@@ -369,8 +350,7 @@ async def test_a_hub_on_an_unauthenticated_nats_works_and_warns(
                 f"NATS at {server.url} is not authenticated: every client on the network can "
                 "read commands and publish results; use the embedded NATS or a tls:// URL"
             ]
-            assert not hub.nats_access.enforced
-            call, reply = await open_stream(channel, "node-a")  # its hello calls allow_node
+            call, reply = await open_stream(channel, "node-a")
             assert reply.nats_url == server.url
             anyone = await nats.connect(server.url)
             consumer = subjects.command_consumer("node-a")
@@ -385,22 +365,60 @@ async def test_a_hub_on_an_unauthenticated_nats_works_and_warns(
         await server.stop()
 
 
-async def test_a_hub_on_another_tls_nats_connects_with_its_own_certificate(
-    pki: Pki, tmp_path: Path, caplog: pytest.LogCaptureFixture
+async def test_a_hub_on_another_tls_nats_configured_for_sentinel_serves_its_callout(
+    pki: Pki,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
+    # What an operator configures on their own NATS (`sentinel certs nats-config`): the
+    # accounts and the callout naming the hub's key; the hub judges its clients.
     caplog.set_level(logging.WARNING, logger="hub.nats_access")
     layout = pki.layout
-    server = await EmbeddedNats.start(  # locked down, not by this hub: users are fixed
+    assert main(["certs", "nats-config", "--dir", str(pki.directory)]) == 0
+    printed = capsys.readouterr().out
+    assert callout_issuer(layout) in printed and "auth_callout" in printed
+    server = await EmbeddedNats.start(
         tmp_path / "nats",
         tls=NatsTls(layout.nats_server_cert, layout.nats_server_key, layout.ca_cert),
-        authorization=authorization(TRUST_DOMAIN, ()),
+        access=printed,
+        account=HUB_ACCOUNT,
     )
     try:
         hub = await Hub.start(replace(hub_settings(pki, tmp_path / "hub"), nats_url=server.url))
         try:
             assert hub.state.nc.is_connected and hub.nats_url == server.url
-            assert not hub.nats_access.enforced
             assert [r for r in caplog.records if r.name == "hub.nats_access"] == []
+            violations = Violations()
+            nc = await as_node(hub, pki, "node-a", violations)
+            await nc.publish(subjects.result_subject("node-b"), b"forged")
+            await violations.wait_for("publish", subjects.result_subject("node-b"))
+            await nc.close()
+            await cannot_connect(hub.nats_url, nats_tls.client_ssl_context(pki.user("admin")))
+        finally:
+            await hub.stop()
+    finally:
+        await server.stop()
+
+
+async def test_a_hub_on_a_tls_nats_without_sentinels_access_control_warns(
+    pki: Pki, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="hub.nats_access")
+    layout = pki.layout
+    server = await EmbeddedNats.start(  # mutual TLS, and whatever else its operator chose
+        tmp_path / "nats",
+        tls=NatsTls(layout.nats_server_cert, layout.nats_server_key, layout.ca_cert),
+    )
+    try:
+        hub = await Hub.start(replace(hub_settings(pki, tmp_path / "hub"), nats_url=server.url))
+        try:
+            assert hub.state.nc.is_connected
+            [warning] = [r.getMessage() for r in caplog.records if r.name == "hub.nats_access"]
+            assert warning.startswith(
+                f"NATS at {server.url} does not run Sentinel's access control (the hub is "
+                "in account $G, not SENTINEL): revoked certificates are not refused there"
+            )
         finally:
             await hub.stop()
     finally:

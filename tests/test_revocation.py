@@ -9,6 +9,7 @@ import time
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -197,30 +198,38 @@ async def test_revoking_needs_an_admin_and_a_subject(hub: Hub, pki: Pki) -> None
     assert hub.revocations.nodes == {} and hub.revocations.serials == {}
 
 
-async def test_revoking_a_node_takes_its_nats_rights_and_closes_its_connection(
+async def node_on_nats(hub: Hub, tls: TlsFiles, node_id: str) -> tuple[Any, asyncio.Event]:
+    """A node's NATS connection as its agent opens it, and an event set when it closes."""
+    closed = asyncio.Event()
+
+    async def on_closed() -> None:
+        closed.set()
+
+    async def on_error(exc: Exception) -> None:
+        pass  # the server's last words when it closes the connection
+
+    nc = await nats_tls.connect(
+        hub.nats_url,
+        tls,
+        inbox_prefix=f"_INBOX_{node_id}",
+        allow_reconnect=False,
+        closed_cb=on_closed,
+        error_cb=on_error,
+    )
+    return nc, closed
+
+
+async def refused_by_nats(hub: Hub, tls: TlsFiles) -> None:
+    with pytest.raises(Exception, match=r"(?i)authorization violation"):
+        await nats_tls.connect(hub.nats_url, tls, allow_reconnect=False, max_reconnect_attempts=0)
+
+
+async def test_revoking_a_node_closes_its_nats_connection_and_refuses_new_ones(
     hub: Hub, pki: Pki
 ) -> None:
-    channel, _ = await open_stream(hub, pki.node("node-a"), "node-a")  # rights come with hello
+    channel, _ = await open_stream(hub, pki.node("node-a"), "node-a")
     async with channel:
-        assert "node-a" in hub.nats_access.nodes
-        closed = asyncio.Event()
-
-        async def on_closed() -> None:
-            closed.set()
-
-        errors: list[Exception] = []
-
-        async def on_error(exc: Exception) -> None:
-            errors.append(exc)
-
-        nc = await nats_tls.connect(
-            hub.nats_url,
-            pki.node("node-a"),
-            inbox_prefix="_INBOX_node-a",
-            allow_reconnect=False,
-            closed_cb=on_closed,
-            error_cb=on_error,
-        )
+        nc, closed = await node_on_nats(hub, pki.node("node-a"), "node-a")
         try:
             started = time.monotonic()
             await revoke(hub, pki, node_id="node-a")
@@ -228,30 +237,31 @@ async def test_revoking_a_node_takes_its_nats_rights_and_closes_its_connection(
             assert time.monotonic() - started < REVOCATION_SLO_S
         finally:
             await nc.close()
-    assert "node-a" not in hub.nats_access.nodes
-    with pytest.raises(Exception, match=r"(?i)authorization violation"):
-        await nats_tls.connect(
-            hub.nats_url, pki.node("node-a"), allow_reconnect=False, max_reconnect_attempts=0
-        )
+    await refused_by_nats(hub, pki.node("node-a"))
 
 
-async def test_a_revocation_whose_nats_reload_fails_is_applied_at_the_next_poll(
+async def test_a_revocation_nats_could_not_apply_is_applied_at_the_next_poll(
     hub: Hub, pki: Pki, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     channel, _ = await open_stream(hub, pki.node("node-a"), "node-a")
     async with channel:
-        real = hub.nats_access.remove_node
-        failures = [Unavailable("reload failed", reason="NATS_RELOAD_FAILED")]
+        nc, closed = await node_on_nats(hub, pki.node("node-a"), "node-a")
+        real = hub.nats_callout.close_revoked
+        failures = [Unavailable("NATS is away", reason="NATS_UNAVAILABLE")]
 
-        async def remove_node(node_id: str) -> None:
+        async def close_revoked() -> int:
             if failures:
                 raise failures.pop()
-            await real(node_id)
+            return await real()
 
-        monkeypatch.setattr(hub.nats_access, "remove_node", remove_node)
-        await revoke(hub, pki, node_id="node-a")  # recorded; the RPC does not fail for it
-        assert "node-a" in hub.revocations.nodes
-        assert "node-a" in hub.nats_access.nodes
-        await refused_as_revoked(hub, pki.node("node-a"))  # the gate refuses at once
-        await hub.revocations.refresh()  # what the poll does
-        assert "node-a" not in hub.nats_access.nodes
+        monkeypatch.setattr(hub.nats_callout, "close_revoked", close_revoked)
+        try:
+            await revoke(hub, pki, node_id="node-a")  # recorded; the RPC does not fail for it
+            assert "node-a" in hub.revocations.nodes
+            await refused_as_revoked(hub, pki.node("node-a"))  # the gate refuses at once
+            await refused_by_nats(hub, pki.node("node-a"))  # and so does the callout
+            assert not closed.is_set() and failures == []
+            await hub.revocations.refresh()  # what the poll does
+            await within(closed.wait())
+        finally:
+            await nc.close()
