@@ -135,7 +135,12 @@ async def audit_vs_raw(
     )
     try:
         js = nc.jetstream()
-        await js.add_stream(name=RAW_STREAM, subjects=[RAW_SUBJECT], storage=api.StorageType.FILE)
+        await js.add_stream(  # the hub's account wants a budget for every stream
+            name=RAW_STREAM,
+            subjects=[RAW_SUBJECT],
+            storage=api.StorageType.FILE,
+            max_bytes=256 * 1024 * 1024,
+        )
         record = None
         for _ in range(WARMUP):
             record = await hub.audit.append("bench.noop", actor="bench")

@@ -21,7 +21,8 @@ from certs import (
     load_trust_domain,
 )
 from cli import enrollment
-from hub.nats_access import callout_issuer, server_config
+from hub.nats_access import callout_issuer, server_config, storage_limit_bytes
+from hub.storage_budget import StorageBudget
 from sentinel.errors import InvalidArgument
 from sentinel.identity import DEFAULT_TRUST_DOMAIN
 
@@ -98,7 +99,12 @@ def _nats_config(args: argparse.Namespace) -> int:
         "# Sentinel's NATS access control. The server also needs mutual TLS from the "
         f"project CA ({layout.ca_cert}) with `verify_and_map: true` in its tls block."
     )
-    print(server_config(load_trust_domain(args.dir), callout_issuer(layout)), end="")
+    storage = storage_limit_bytes(StorageBudget())
+    print(
+        "# JetStream must allow the hub's budgets: jetstream { max_file_store: "
+        f"{storage} }} (see docs/sizing.md)."
+    )
+    print(server_config(load_trust_domain(args.dir), callout_issuer(layout), storage), end="")
     return 0
 
 

@@ -3,7 +3,8 @@
 Sampling runs on absolute deadlines (no drift). Every blocking collector call (NVML
 burns CPU while it waits; psutil reads /proc) runs on one dedicated worker thread,
 never on the event loop. The first batch is sealed after the first sample, so a new
-node shows up with data at once; after that, one batch per batch interval.
+node shows up with data at once; after that, one batch per batch interval, or sooner
+when it would outgrow what the hub takes (`edge_agent.batching`).
 Stopping seals the partial batch, gives the link a short window to deliver what is
 pending, then cancels the owned tasks.
 """
@@ -28,6 +29,7 @@ from edge_agent.actions import NvmlPowerControl, read_node_labels
 from edge_agent.actions.base import ActionContext, PowerControl
 from edge_agent.audit_journal import AuditJournal
 from edge_agent.audit_shipper import AuditShipper
+from edge_agent.batching import Batcher
 from edge_agent.collectors.gpu import GpuCollector
 from edge_agent.collectors.host import HostCollector
 from edge_agent.collectors.pods import PodAttributor
@@ -150,7 +152,7 @@ class Agent:
         )
         self.samples_taken = 0
         self.sample_cpu_s = 0.0
-        self._pending_samples: list[telemetry_pb2.Sample] = []
+        self.batcher = Batcher(self.node_id, sequence, spool)
         self.metrics = AgentMetrics(CollectorRegistry(), hostname=socket.gethostname())
         self.commands = CommandRunner(
             self.node_id,
@@ -258,6 +260,7 @@ class Agent:
         return agent_pb2.AgentHello(
             node_id=self.node_id,
             boot_id=self.sequence.boot_id,
+            backlog_boot_ids=self.spool.backlog_boot_ids(self.sequence.boot_id, limit=8),
             agent_version=__version__,
             labels=self.labels.current(),
             keyset_version=self.trust.version,
@@ -276,7 +279,7 @@ class Agent:
         next_seal = loop.time()  # the first sample is sealed at once
         while True:
             sample = await loop.run_in_executor(self._executor, self._take_sample)
-            self._pending_samples.append(sample)
+            self.batcher.add(sample)  # seals early when the batch would grow too large
             self.metrics.update(sample, self.gpu_inventory)
             if loop.time() >= next_seal:
                 self.seal()
@@ -298,18 +301,7 @@ class Agent:
 
     def seal(self) -> None:
         """Turn the samples gathered so far into one batch, durable in the spool."""
-        if not self._pending_samples:
-            return
-        batch = telemetry_pb2.TelemetryBatch(
-            node_id=self.node_id,
-            boot_id=self.sequence.boot_id,
-            seq=self.sequence.next_seq,
-            samples=self._pending_samples,
-            sealed_at=timestamp_now(),
-        )
-        self._pending_samples = []
-        self.spool.add(batch)  # durable first, then the seq is used up
-        self.sequence.commit(batch.seq)
+        self.batcher.seal()
 
     async def stop(self) -> None:
         """Idempotent: seal, drain briefly, then cancel the owned tasks."""

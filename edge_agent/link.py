@@ -159,7 +159,7 @@ class HubLink:
             self.session_tls = tls
             self.connected.set()
             log.info("connected to hub %s (%s)", reply.hub_id, self._settings.hub_address)
-            await self._exchange(call, hello.boot_id)
+            await self._exchange(call, {hello.boot_id, *hello.backlog_boot_ids})
         except _Switching as exc:
             switching = exc
             raise
@@ -187,7 +187,7 @@ class HubLink:
             replace_durably(self._nats_url_file, url.encode(), mode=0o644)
         self.nats_url = url or self.nats_url
 
-    async def _exchange(self, call: grpc.aio.StreamStreamCall, boot_id: str) -> None:
+    async def _exchange(self, call: grpc.aio.StreamStreamCall, boot_ids: set[str]) -> None:
         in_flight: set[int] = set()
         acked, stop_sending = asyncio.Event(), asyncio.Event()
         self._rehello.clear()
@@ -195,7 +195,7 @@ class HubLink:
             self._send(call, in_flight, stop_sending), name="agent-link-sender"
         )
         receiver = asyncio.create_task(
-            self._receive(call, boot_id, in_flight, acked), name="agent-link-receiver"
+            self._receive(call, boot_ids, in_flight, acked), name="agent-link-receiver"
         )
         rehello = asyncio.create_task(self._rehello.wait(), name="agent-link-rehello")
         switch = asyncio.create_task(self._switch.wait(), name="agent-link-switch")
@@ -281,19 +281,19 @@ class HubLink:
     async def _receive(
         self,
         call: grpc.aio.StreamStreamCall,
-        boot_id: str,
+        boot_ids: set[str],
         in_flight: set[int],
         acked: asyncio.Event,
     ) -> None:
         try:
-            await self._read_responses(call, boot_id, in_flight, acked)
+            await self._read_responses(call, boot_ids, in_flight, acked)
         finally:
             acked.set()  # wakes a drain waiting for acks that will not come now
 
     async def _read_responses(
         self,
         call: grpc.aio.StreamStreamCall,
-        boot_id: str,
+        boot_ids: set[str],
         in_flight: set[int],
         acked: asyncio.Event,
     ) -> None:
@@ -302,7 +302,9 @@ class HubLink:
             if response is grpc.aio.EOF:
                 raise SessionEnded("hub closed the stream")
             kind = response.WhichOneof("message")
-            if kind == "ack" and response.ack.boot_id == boot_id:
+            # Acks of the hello's boot and of the older boots it listed (seqs never repeat
+            # in one spool, across boots too).
+            if kind == "ack" and response.ack.boot_id in boot_ids:
                 in_flight.discard(response.ack.seq)
                 self._spool.acknowledge(response.ack.seq)
                 self.acks_received += 1

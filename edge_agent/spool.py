@@ -27,6 +27,9 @@ Invariants:
   read back from disk) is never extended.
 - Seqs strictly increase. Unacknowledged batches are kept in memory oldest first as
   their serialised bytes (memory is bounded like the disk) and decoded when sent.
+- No pending batch is larger than `max_batch_bytes` (what the hub takes): a larger one,
+  added now or left on disk by an older agent, is dropped as an OVERFLOW gap and counted
+  (`oversized_batches`), so it never blocks the batches behind it.
 - A segment is deleted once it holds no unacknowledged batch, unless it is still being
   appended to. Recovery never raises on bad data (`spool_recovery`).
 
@@ -41,6 +44,7 @@ import logging
 import os
 from pathlib import Path
 
+from edge_agent.batching import MAX_BATCH_BYTES
 from edge_agent.spool_gaps import GapLedger
 from edge_agent.spool_pending import Pending, PendingBatches
 from edge_agent.spool_records import encode_record
@@ -68,10 +72,18 @@ class Spool:
     """Open with `Spool.open(directory, max_bytes=...)`; `close()` when done."""
 
     def __init__(
-        self, directory: Path, max_bytes: int, segment_bytes: int, fsync: bool, lock_fd: int
+        self,
+        directory: Path,
+        max_bytes: int,
+        segment_bytes: int,
+        fsync: bool,
+        lock_fd: int,
+        *,
+        max_batch_bytes: int = MAX_BATCH_BYTES,
     ) -> None:
         self.directory = directory
         self._max_bytes = max_bytes
+        self._max_batch_bytes = max_batch_bytes
         self._segment_bytes = segment_bytes
         self._lock_fd: int | None = lock_fd
         self._files = SegmentFiles(directory, fsync=fsync)
@@ -88,6 +100,7 @@ class Spool:
         self.acked_batches = 0
         self.corrupt_records = 0
         self.write_errors = 0
+        self.oversized_batches = 0
 
     @classmethod
     def open(
@@ -97,6 +110,7 @@ class Spool:
         max_bytes: int,
         segment_bytes: int | None = None,
         fsync: bool = True,
+        max_batch_bytes: int = MAX_BATCH_BYTES,
     ) -> Spool:
         """Open (creating it if needed) and recover the spool in `directory`."""
         if segment_bytes is None:
@@ -106,7 +120,14 @@ class Spool:
         directory.mkdir(parents=True, exist_ok=True)
         lock_fd = lock_directory(directory)
         try:
-            spool = cls(directory, max_bytes, segment_bytes, fsync, lock_fd)
+            spool = cls(
+                directory,
+                max_bytes,
+                segment_bytes,
+                fsync,
+                lock_fd,
+                max_batch_bytes=max_batch_bytes,
+            )
             spool._recover()
         except BaseException:
             os.close(lock_fd)
@@ -128,12 +149,20 @@ class Spool:
             segment = Segment(found.first_seq, found.path, size)
             for record in found.records:
                 self._last_seq, self._boot_id = record.seq, record.boot_id
-                if not in_ranges(settled, record.seq):
-                    entry = Pending(record.payload, record.boot_id, found.first_seq)
-                    self._pending.append(record.seq, entry)
-                    segment.live.add(record.seq)
+                if in_ranges(settled, record.seq):
+                    continue
+                if len(record.payload) > self._max_batch_bytes:  # an older agent's
+                    self._oversized(record.seq, len(record.payload))
+                    self.dropped_batches += 1
+                    self._gaps.record(record.boot_id, record.seq, record.seq, _OVERFLOW)
+                    continue
+                entry = Pending(record.payload, record.boot_id, found.first_seq)
+                self._pending.append(record.seq, entry)
+                segment.live.add(record.seq)
             if found.path.exists():
                 self._files.adopt(segment)
+        if self.oversized_batches:
+            self._gaps.save()  # before a segment holding only such records is deleted
         self._settled = progress.settled
         self._last_written = self._last_seq or progress.last_seq
         for segment in self._files:
@@ -159,7 +188,9 @@ class Spool:
         record = encode_record(payload)
         self._last_seq, self._boot_id = seq, batch.boot_id
         segment = None
-        if len(record) > self._max_bytes:
+        if len(payload) > self._max_batch_bytes:
+            self._oversized(seq, len(payload))
+        elif len(record) > self._max_bytes:
             log.error("batch %d (%d bytes) is larger than the whole spool", seq, len(record))
         else:
             segment = self._write(seq, record)
@@ -173,6 +204,17 @@ class Spool:
         self._gaps.retry_save()
         self._save_progress()
         self.changed.set()
+
+    def _oversized(self, seq: int, size: int) -> None:
+        """A batch the hub would refuse for its size at every try: the caller drops it
+        as an OVERFLOW gap instead of letting it block the spool."""
+        self.oversized_batches += 1
+        log.error(
+            "batch %d (%d bytes) is larger than a batch may be (%d): dropped, announced as a gap",
+            seq,
+            size,
+            self._max_batch_bytes,
+        )
 
     def _write(self, seq: int, record: bytes) -> Segment | None:
         self._make_room(len(record))
@@ -267,6 +309,12 @@ class Spool:
             self._settled = merge_ranges([*self._settled, (from_seq, to_seq)])
             self._prune_settled()
             self._save_progress()
+
+    def backlog_boot_ids(self, current: str, limit: int) -> list[str]:
+        """Boots other than `current` with gaps or batches still to send, oldest first, at
+        most `limit`: what a hello lists so that the hub takes them."""
+        boots = [gap.boot_id for gap in self._gaps.pending()] + self._pending.boot_ids()
+        return [boot for boot in dict.fromkeys(boots) if boot != current][:limit]
 
     def oldest_seq(self) -> int | None:
         return self._pending.oldest()

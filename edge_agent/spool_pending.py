@@ -47,6 +47,10 @@ class PendingBatches:
         del self._order[:end]
         return [(s, self._by_seq.pop(s)) for s in taken]
 
+    def boot_ids(self) -> list[str]:
+        """The distinct boot ids of the batches held, oldest first."""
+        return list(dict.fromkeys(self._by_seq[seq].boot_id for seq in self._order))
+
     def oldest(self) -> int | None:
         return self._order[0] if self._order else None
 

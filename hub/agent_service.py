@@ -3,6 +3,11 @@
 Invariants: the first message is a hello whose node_id equals the certificate's
 (else PERMISSION_DENIED, nothing recorded); every batch on the stream belongs to
 that node; a batch is acknowledged only after it is durable (see hub.ingest).
+A batch or gap belongs to a boot the session knows: the hello's boot_id, one of the
+older boots the hello lists as the agent's backlog (at most MAX_BACKLOG_BOOTS), or one
+the hub already stored batches of. Anything else is refused (FAILED_PRECONDITION,
+UNKNOWN_BOOT_ID) before it is stored or counted, so a session mints at most
+1 + MAX_BACKLOG_BOOTS high-water keys, however many boot ids a node invents.
 A renewed certificate names the caller's own node id, taken from the certificate it
 called with: a CSR asking for anything else is refused and nothing is issued.
 """
@@ -22,18 +27,22 @@ import certs
 from hub.auth import current_identity
 from hub.certificates import NodeCertificates
 from hub.errors import abort
-from hub.ingest import TelemetryIngest, validate_boot_id
+from hub.ingest import TelemetryIngest, validate_batch, validate_boot_id
 from hub.keys import KeyManager
 from hub.metrics import HubMetrics, gap_reason_label
 from hub.policy_store import PolicyStore
 from hub.registry import Registry
 from hub.settings import FleetSettings
 from sentinel.durations import to_proto_duration, to_timestamp
-from sentinel.errors import InvalidArgument, PermissionDenied, SentinelError
+from sentinel.errors import FailedPrecondition, InvalidArgument, PermissionDenied, SentinelError
 from sentinel.selectors import validate_label
 from sentinel.v1 import agent_pb2, agent_pb2_grpc, signing_pb2, telemetry_pb2
 
 log = logging.getLogger(__name__)
+
+# How many older boots a hello may list (AgentHello.backlog_boot_ids). An agent with more
+# lists the oldest; the next hello, after those drained, lists the rest.
+MAX_BACKLOG_BOOTS = 8
 
 
 class AgentService(agent_pb2_grpc.AgentServiceServicer):
@@ -110,6 +119,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[agent_pb2.ConnectResponse]:
         hello = await self._read_hello(incoming, node_id, context)
+        boots = _SessionBoots(node_id, hello, self._ingest)
         await self._on_hello(node_id)
         token = await self._registry.connected(hello, self._now())
         self._metrics.agent_connected()
@@ -146,7 +156,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                     if message is None:
                         break
                     await self._registry.seen(node_id, self._now())
-                    response = await self._handle(node_id, message)
+                    response = await self._handle(node_id, message, boots)
                     if response is not None:
                         yield response
             finally:
@@ -207,18 +217,27 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                 node_id=node_id,
             )
         validate_boot_id(hello.boot_id)
+        if len(hello.backlog_boot_ids) > MAX_BACKLOG_BOOTS:
+            raise InvalidArgument(
+                f"a hello lists at most {MAX_BACKLOG_BOOTS} backlog boots, not "
+                f"{len(hello.backlog_boot_ids)}",
+                reason="TOO_MANY_BOOT_IDS",
+                node_id=node_id,
+            )
+        for boot_id in hello.backlog_boot_ids:
+            validate_boot_id(boot_id)
         for key, value in hello.labels.items():
             validate_label(key, value)
         return hello
 
     async def _handle(
-        self, node_id: str, message: agent_pb2.ConnectRequest
+        self, node_id: str, message: agent_pb2.ConnectRequest, boots: _SessionBoots
     ) -> agent_pb2.ConnectResponse | None:
         kind = message.WhichOneof("message")
         if kind == "batch":
-            return await self._on_batch(node_id, message.batch)
+            return await self._on_batch(node_id, message.batch, boots)
         if kind == "gap":
-            return await self._on_gap(node_id, message.gap)
+            return await self._on_gap(node_id, message.gap, boots)
         if kind == "heartbeat":
             return None
         raise InvalidArgument(
@@ -226,7 +245,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         )
 
     async def _on_batch(
-        self, node_id: str, batch: telemetry_pb2.TelemetryBatch
+        self, node_id: str, batch: telemetry_pb2.TelemetryBatch, boots: _SessionBoots
     ) -> agent_pb2.ConnectResponse:
         received = time.perf_counter()
         if batch.node_id and batch.node_id != node_id:
@@ -238,6 +257,8 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             )
         batch.node_id = node_id
         try:
+            validate_batch(batch)
+            await boots.check(batch.boot_id)
             result = await self._ingest.accept(batch)
         except SentinelError as exc:
             self._metrics.batch_refused(exc.reason)
@@ -256,13 +277,14 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         )
 
     async def _on_gap(
-        self, node_id: str, gap: telemetry_pb2.TelemetryGap
+        self, node_id: str, gap: telemetry_pb2.TelemetryGap, boots: _SessionBoots
     ) -> agent_pb2.ConnectResponse:
         validate_boot_id(gap.boot_id)
         if gap.from_seq < 1 or gap.to_seq < gap.from_seq:
             raise InvalidArgument(
                 "gap range must satisfy 1 <= from_seq <= to_seq", reason="BAD_GAP"
             )
+        await boots.check(gap.boot_id)
         # An agent may drop a batch the hub stored but whose ack it never saw: only the
         # part of the gap above the high-water mark was really lost.
         hwm = await self._ingest.high_water_mark(node_id, gap.boot_id)
@@ -276,6 +298,30 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         return agent_pb2.ConnectResponse(
             gap_ack=agent_pb2.GapAck(boot_id=gap.boot_id, from_seq=gap.from_seq, to_seq=gap.to_seq)
         )
+
+
+class _SessionBoots:
+    """The boots one Connect session may send batches and gaps of (see the module's
+    invariants). A boot found stored is remembered for the session, so it is looked up
+    once; one found unknown ends the session, so it is looked up once too."""
+
+    def __init__(self, node_id: str, hello: agent_pb2.AgentHello, ingest: TelemetryIngest) -> None:
+        self._node_id = node_id
+        self._known = {hello.boot_id, *hello.backlog_boot_ids}
+        self._ingest = ingest
+
+    async def check(self, boot_id: str) -> None:
+        """Return if the session may send `boot_id`; raise FailedPrecondition if not."""
+        if boot_id in self._known:
+            return
+        if not await self._ingest.has_stored(self._node_id, boot_id):
+            raise FailedPrecondition(
+                f"boot {boot_id!r} is neither the hello's, nor listed in its "
+                "backlog_boot_ids, nor one of this node's stored boots",
+                reason="UNKNOWN_BOOT_ID",
+                node_id=self._node_id,
+            )
+        self._known.add(boot_id)
 
 
 _NOTHING_YET = agent_pb2.ConnectRequest()

@@ -239,7 +239,7 @@ class Hub:
                 trust.gate,
                 Services(
                     agent=agent,
-                    fleet=FleetService(registry, state.nc),
+                    fleet=FleetService(registry, state.nc, metrics=metrics),
                     command=CommandService(
                         registry,
                         commands,
@@ -257,6 +257,7 @@ class Hub:
                     enrollment=enrollment_service,
                     audit=AuditService(audit, keys, clock),
                 ),
+                metrics,
             )
             try:
                 port = server.add_secure_port(settings.listen, server_tls.credentials())

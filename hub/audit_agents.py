@@ -33,6 +33,7 @@ from nats.js.kv import KeyValue
 
 from hub.audit_log import AuditLog
 from hub.state import consume, ensure_stream, store_unavailable
+from hub.storage_budget import StorageBudget
 from sentinel import subjects
 from sentinel.audit import ZERO_HASH, AuditRecord, RecordError, parse_record
 from sentinel.errors import SentinelError
@@ -54,6 +55,17 @@ class _Mark:
     hash: str
 
 
+def agent_audit_stream(budget: StorageBudget) -> api.StreamConfig:
+    """Each node's journal records on its own subject; a node whose share is full is
+    refused its next record (and ships it again later), never another node's evicted."""
+    return budget.stream_config(
+        budget.agent_audit,
+        subjects=[subjects.AGENT_AUDIT_ALL],
+        max_age=AGENT_AUDIT_RETENTION_S,
+        duplicate_window=120.0,
+    )
+
+
 class AgentAuditReader:
     def __init__(self, js: JetStreamContext, marks: KeyValue, audit: AuditLog) -> None:
         self._js = js
@@ -62,17 +74,10 @@ class AgentAuditReader:
         self.added = 0
 
     @classmethod
-    async def open(cls, js: JetStreamContext, audit: AuditLog) -> AgentAuditReader:
-        await ensure_stream(
-            js,
-            api.StreamConfig(
-                name=subjects.AGENT_AUDIT_STREAM,
-                subjects=[subjects.AGENT_AUDIT_ALL],
-                storage=api.StorageType.FILE,
-                max_age=AGENT_AUDIT_RETENTION_S,
-                duplicate_window=120.0,
-            ),
-        )
+    async def open(
+        cls, js: JetStreamContext, audit: AuditLog, budget: StorageBudget | None = None
+    ) -> AgentAuditReader:
+        await ensure_stream(js, agent_audit_stream(budget or StorageBudget()))
         marks = await js.key_value(subjects.AUDIT_BUCKET)
         return cls(js, marks, audit)
 

@@ -1,8 +1,11 @@
 """The hub's audit log: a hash chain (`sentinel.audit`) in the JetStream stream SENTINEL_AUDIT.
 
 Invariants:
-- the stream keeps every record (no limits) and denies delete and purge; JetStream
-  refuses to turn either back on for an existing stream;
+- the stream keeps every record (no age limit) and denies delete and purge; JetStream
+  refuses to turn either back on for an existing stream. Its byte budget is reserved
+  (hub.storage_budget): nothing else can take its room, and when the log itself is full
+  an append is refused (AUDIT_UNAVAILABLE, "the audit log is full"), never an older
+  record dropped;
 - a record's `seq` is its stream sequence. Every append states
   `Nats-Expected-Last-Sequence` = the head it chained onto, so no two writers (hub
   replicas, or one hub and its own earlier life) can fork the chain: a stale head is
@@ -37,7 +40,8 @@ from nats.js.errors import APIError, KeyNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 from prometheus_client import CollectorRegistry, Counter
 
-from hub.state import ensure_stream
+from hub.state import ensure_bucket, ensure_stream
+from hub.storage_budget import StorageBudget, stream_full
 from sentinel import subjects
 from sentinel.audit import (
     CHECKPOINT,
@@ -100,6 +104,16 @@ class AuditMetrics:
         )
 
 
+def audit_stream(budget: StorageBudget) -> api.StreamConfig:
+    return budget.stream_config(
+        budget.audit,
+        subjects=[subjects.AUDIT_SUBJECT],
+        deny_delete=True,
+        deny_purge=True,
+        duplicate_window=DUPLICATE_WINDOW_S,
+    )
+
+
 class AuditLog:
     """Create with `await AuditLog.open(...)`; `append` is the one way records are written."""
 
@@ -137,21 +151,11 @@ class AuditLog:
         signer: SigningKey | None,
         clock: Callable[[], datetime],
         metrics: AuditMetrics | None = None,
+        budget: StorageBudget | None = None,
     ) -> AuditLog:
-        await ensure_stream(
-            js,
-            api.StreamConfig(
-                name=subjects.AUDIT_STREAM,
-                subjects=[subjects.AUDIT_SUBJECT],
-                storage=api.StorageType.FILE,
-                deny_delete=True,
-                deny_purge=True,
-                duplicate_window=DUPLICATE_WINDOW_S,
-            ),
-        )
-        witness = await js.create_key_value(
-            bucket=subjects.AUDIT_BUCKET, history=1, storage=api.StorageType.FILE
-        )
+        budget = budget or StorageBudget()
+        await ensure_stream(js, audit_stream(budget))
+        witness = await ensure_bucket(js, budget.bucket_config(budget.audit_witness))
         audit = cls(
             nc,
             js,
@@ -304,6 +308,13 @@ class AuditLog:
             except (nats.errors.Error, TimeoutError) as exc:
                 self._head = None  # the record may have landed: read the head again
                 self.metrics.failed.inc()
+                if isinstance(exc, APIError) and stream_full(exc):
+                    log.error("the audit log is full (%s): every audited action is refused", exc)
+                    raise Unavailable(
+                        "the audit log is full (its storage budget is spent: raise "
+                        "StorageBudget.audit, docs/sizing.md); nothing was changed",
+                        reason="AUDIT_UNAVAILABLE",
+                    ) from exc
                 raise Unavailable(
                     f"the audit log cannot be written ({exc!r}); nothing was changed",
                     reason="AUDIT_UNAVAILABLE",

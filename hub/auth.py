@@ -4,9 +4,12 @@
 (deny by default). The interceptor wraps every handler, implemented or not, so the
 rules hold for RPCs that later issues implement too. The identity it verified is
 available to handlers through `current_identity()`; nothing a client sends can
-change it. Expected errors raised by handlers become rich statuses here, the one
-place where `SentinelError` meets gRPC. State-changing calls, refused ones included,
-are recorded in the audit log here too (`hub.audit_rpc`).
+change it. Right after authorisation each call takes a slot in its identity's budgets
+(`hub.budgets`) for as long as it runs; a call over budget is refused RESOURCE_EXHAUSTED
+and counted, not audited (a flood of refusals must not grow the audit log). Expected
+errors raised by handlers become rich statuses here, the one place where `SentinelError`
+meets gRPC. State-changing calls, refused ones included, are recorded in the audit log
+here too (`hub.audit_rpc`).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import asyncio
 import contextlib
 import contextvars
 import enum
+import functools
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -25,8 +29,9 @@ import grpc
 from cryptography import x509
 
 from hub.audit_rpc import UNAUTHENTICATED, RpcAudit
+from hub.budgets import CallBudgets
 from hub.errors import abort, abort_with_error
-from sentinel.errors import PermissionDenied, SentinelError
+from sentinel.errors import PermissionDenied, ResourceExhausted, SentinelError
 from sentinel.identity import Identity, Role, identity_from_certificate
 
 log = logging.getLogger(__name__)
@@ -178,10 +183,11 @@ class Gate:
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Wraps every handler with authentication, authorisation and error mapping."""
+    """Wraps every handler with authentication, authorisation, budgets and error mapping."""
 
-    def __init__(self, gate: Gate) -> None:
+    def __init__(self, gate: Gate, budgets: CallBudgets) -> None:
         self._gate = gate
+        self._budgets = budgets
 
     async def intercept_service(
         self, continuation: Callable[[Any], Awaitable[Any]], details: Any
@@ -191,7 +197,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             return None
         method: str = details.method
         access = METHOD_RULES.get(method, Access.NOBODY)
-        return _wrap_handler(handler, method, access, self._gate)
+        return _wrap_handler(handler, method, access, self._gate, self._budgets)
 
 
 def authenticate(context: grpc.aio.ServicerContext, trust_domain: str) -> tuple[Identity, str]:
@@ -200,7 +206,16 @@ def authenticate(context: grpc.aio.ServicerContext, trust_domain: str) -> tuple[
     pems = (context.auth_context() or {}).get("x509_pem_cert") or []
     if not pems:
         raise PermissionDenied("no client certificate", reason="UNAUTHENTICATED")
-    cert = x509.load_pem_x509_certificate(pems[0])
+    return _identity_of(pems[0], trust_domain)
+
+
+@functools.lru_cache(maxsize=4096)
+def _identity_of(pem: bytes, trust_domain: str) -> tuple[Identity, str]:
+    """Parsed once per certificate, not once per call: a peer making thousands of calls
+    on one certificate (a flood of refused streams) does not make the hub parse X.509
+    each time. The answer depends on the certificate's bytes alone (a certificate that is
+    no identity raises, and is not cached); revocation is checked on every call."""
+    cert = x509.load_pem_x509_certificate(pem)
     return identity_from_certificate(cert, trust_domain), format(cert.serial_number, "x")
 
 
@@ -266,7 +281,9 @@ _HANDLER_KINDS = (
 )
 
 
-def _wrap_handler(handler: Any, method: str, access: Access, gate: Gate) -> Any:
+def _wrap_handler(
+    handler: Any, method: str, access: Access, gate: Gate, budgets: CallBudgets
+) -> Any:
     for kind, make_handler in _HANDLER_KINDS:
         inner = getattr(handler, kind)
         if inner is not None:
@@ -278,6 +295,7 @@ def _wrap_handler(handler: Any, method: str, access: Access, gate: Gate) -> Any:
                     method,
                     access,
                     gate,
+                    budgets,
                     streaming=streaming,
                     client_streaming=client_streaming,
                 ),
@@ -292,21 +310,27 @@ def _guard(
     method: str,
     access: Access,
     gate: Gate,
+    budgets: CallBudgets,
     *,
     streaming: bool,
     client_streaming: bool,
 ) -> Any:
-    """Authorise, then run `inner`, mapping SentinelError to a rich status. Behaviours are
-    async generators (streams we write) or coroutines (unary ones, and streams that call
-    context.write, like grpc's health Watch); the guard keeps the shape grpc dispatches on.
-    A streaming call is registered in `gate.calls` while it runs, so that a revocation
-    of its certificate ends it."""
+    """Authorise, take a budget slot, then run `inner`, mapping SentinelError to a rich
+    status. Behaviours are async generators (streams we write) or coroutines (unary ones,
+    and streams that call context.write, like grpc's health Watch); the guard keeps the
+    shape grpc dispatches on. A streaming call is registered in `gate.calls` while it
+    runs, so that a revocation of its certificate ends it. A call streaming either way
+    spends the identity's stream budget, any other its unary budget."""
+    stream = streaming or client_streaming
     if inspect.isasyncgenfunction(inner):
 
         async def generator(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             requests = request if client_streaming else None
             identity, serial = await _authorize(context, method, access, gate, requests)
-            async with _mapped_errors(context, gate, identity, serial, streaming=True):
+            async with (
+                _budgeted(context, budgets, identity, method, stream=stream, requests=requests),
+                _mapped_errors(context, gate, identity, serial, streaming=True),
+            ):
                 async for response in inner(request, context):
                     yield response
 
@@ -315,12 +339,39 @@ def _guard(
     async def coroutine(request: Any, context: grpc.aio.ServicerContext) -> Any:
         requests = request if client_streaming else None
         identity, serial = await _authorize(context, method, access, gate, requests)
-        if not streaming and gate.audit is not None and gate.audit.audits(method):
-            return await gate.audit.call(inner, request, context, method, str(identity))
-        async with _mapped_errors(context, gate, identity, serial, streaming=streaming):
-            return await inner(request, context)
+        async with _budgeted(context, budgets, identity, method, stream=stream, requests=requests):
+            if not streaming and gate.audit is not None and gate.audit.audits(method):
+                return await gate.audit.call(inner, request, context, method, str(identity))
+            async with _mapped_errors(context, gate, identity, serial, streaming=streaming):
+                return await inner(request, context)
 
     return coroutine
+
+
+@contextlib.asynccontextmanager
+async def _budgeted(
+    context: grpc.aio.ServicerContext,
+    budgets: CallBudgets,
+    identity: Identity,
+    method: str,
+    *,
+    stream: bool,
+    requests: AsyncIterator[Any] | None,
+) -> AsyncIterator[None]:
+    """Hold a slot of `identity`'s budgets while the call runs; refuse the call
+    (RESOURCE_EXHAUSTED, with a retry hint) when a budget is spent."""
+    try:
+        slot = budgets.take(identity, stream=stream)
+    except ResourceExhausted as exc:
+        # Counted (sentinel_hub_rpc_refused_total); a line each would let a flood fill logs.
+        log.debug("refused %s: %s", method, exc)
+        if requests is not None:
+            await _take_first_message(requests)
+        await abort_with_error(context, exc)
+    try:
+        yield
+    finally:
+        budgets.give_back(slot)
 
 
 @contextlib.asynccontextmanager

@@ -18,11 +18,12 @@ from pathlib import Path
 import msgspec
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
-from nats.js import JetStreamContext, api
+from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
 import certs
-from hub.state import bucket_keys, store_unavailable
+from hub.state import bucket_keys, ensure_bucket, store_unavailable
+from hub.storage_budget import StorageBudget
 from sentinel import subjects
 from sentinel.identity import validate_node_id
 
@@ -62,10 +63,10 @@ class NodeCertificates:
         certs_dir: Path,
         validity: timedelta,
         clock: Callable[[], datetime],
+        budget: StorageBudget | None = None,
     ) -> NodeCertificates:
-        kv = await js.create_key_value(
-            bucket=subjects.CERTS_BUCKET, history=1, storage=api.StorageType.FILE
-        )
+        budget = budget or StorageBudget()
+        kv = await ensure_bucket(js, budget.bucket_config(budget.certificates))
         return cls(js, kv, certs_dir, validity, clock)
 
     async def issue(

@@ -10,7 +10,9 @@ Order of work, so a crash at any point loses nothing and runs nothing twice:
 4. make sure each node's durable consumer exists, so a node that is offline now
    receives the command when it returns;
 5. sign and publish one envelope per node to `sentinel.cmd.<node>` with
-   `Nats-Msg-Id: <command_id>/<node_id>`, awaiting every PubAck;
+   `Nats-Msg-Id: <command_id>/<node_id>`, awaiting every PubAck (JetStream never evicts
+   a command for room: a node whose share is full refuses it, RESOURCE_EXHAUSTED
+   NODE_QUEUE_FULL);
 6. announce `command.issued` per node, then mark the command published.
 A retry with the same key after a crash between 3 and 6 publishes again; JetStream
 drops the copies inside its dedup window and the agent's journal refuses any later
@@ -29,17 +31,19 @@ from datetime import datetime, timedelta
 
 import nats.errors
 from nats.js import JetStreamContext, api
-from nats.js.errors import BadRequestError, KeyWrongLastSequenceError
+from nats.js.errors import APIError, BadRequestError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from hub.audit_log import AuditLog
 from hub.command_store import CommandStore
 from hub.events import EventPublisher
 from hub.keys import KeyManager
+from hub.state import COMMANDS_RETENTION
+from hub.storage_budget import stream_full, subject_full
 from sentinel import subjects
 from sentinel.actions import ActionSpec
 from sentinel.durations import format_time, from_timestamp, to_timestamp
-from sentinel.errors import FailedPrecondition, Unavailable
+from sentinel.errors import FailedPrecondition, ResourceExhausted, Unavailable
 from sentinel.v1 import command_pb2
 
 log = logging.getLogger(__name__)
@@ -254,23 +258,34 @@ class CommandIssuer:
             async with limit:
                 await self.ensure_consumer(node_id)
                 envelope = self._keys.sign_command(_payload(command, node_id))
-                await self._js.publish(
-                    subjects.command_subject(node_id),
-                    envelope,
-                    stream=subjects.COMMANDS_STREAM,
-                    headers={"Nats-Msg-Id": subjects.command_msg_id(command.command_id, node_id)},
-                )
+                try:
+                    await self._js.publish(
+                        subjects.command_subject(node_id),
+                        envelope,
+                        stream=subjects.COMMANDS_STREAM,
+                        headers={
+                            "Nats-Msg-Id": subjects.command_msg_id(command.command_id, node_id)
+                        },
+                    )
+                except APIError as exc:
+                    if stream_full(exc):
+                        raise _refused_for_room(command.command_id, node_id, exc) from exc
+                    raise
 
         try:
             async with asyncio.TaskGroup() as group:
                 for node_id in node_ids:
                     group.create_task(one(node_id))
-        except* (nats.errors.Error, TimeoutError) as failures:
+        except* (nats.errors.Error, TimeoutError, ResourceExhausted) as failures:
+            full = [e for e in failures.exceptions if isinstance(e, ResourceExhausted)]
+            if full:
+                raise full[0] from full[0].__cause__  # JetStream's refusal
+            first = failures.exceptions[0]
             raise FailedPrecondition(
                 f"command {command.command_id} stored but not every envelope was published "
-                f"({failures.exceptions[0]!r}); retry with the same idempotency key",
+                f"({first!r}); retry with the same idempotency key",
                 reason="STORE_UNAVAILABLE",
-            ) from failures.exceptions[0]
+            ) from first
 
         async def announce(node_id: str) -> None:
             async with limit:
@@ -287,6 +302,32 @@ class CommandIssuer:
         # and JetStream drops the copies inside its dedup window.
         command.published = True
         await self._store.put_command(command)
+
+
+def _refused_for_room(command_id: str, node_id: str, exc: APIError) -> ResourceExhausted:
+    """JetStream refused an envelope for want of room (it never evicts a command): the
+    node's own share is full (NODE_QUEUE_FULL), or the whole stream is (COMMANDS_FULL).
+    Room comes back as the oldest commands expire."""
+    retry_after_s = COMMANDS_RETENTION.total_seconds()
+    if subject_full(exc):
+        return ResourceExhausted(
+            f"node {node_id}'s command queue is full (its share of the commands stream, "
+            f"kept {COMMANDS_RETENTION.days} days); command {command_id} is stored but was "
+            "not sent to it: retry with the same idempotency key once older commands expire",
+            retry_after_s=retry_after_s,
+            reason="NODE_QUEUE_FULL",
+            node_id=node_id,
+            command_id=command_id,
+        )
+    return ResourceExhausted(
+        f"the commands stream is full ({exc.description}); command {command_id} is stored "
+        f"but was not sent to node {node_id}: retry with the same idempotency key once "
+        "older commands expire",
+        retry_after_s=retry_after_s,
+        reason="COMMANDS_FULL",
+        node_id=node_id,
+        command_id=command_id,
+    )
 
 
 def _payload(command: command_pb2.Command, node_id: str) -> bytes:

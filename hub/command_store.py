@@ -24,9 +24,11 @@ from collections.abc import Awaitable, Callable, Iterable
 from datetime import timedelta
 
 import msgspec
-from nats.js import JetStreamContext, api
+from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
+from hub.state import ensure_bucket
+from hub.storage_budget import StorageBudget
 from sentinel import subjects
 from sentinel.tasks import cancel_and_wait
 from sentinel.v1 import command_pb2
@@ -73,17 +75,16 @@ class CommandStore:
         self._watchers: list[asyncio.Task[None]] = []
 
     @classmethod
-    async def open(cls, js: JetStreamContext, retention: timedelta) -> CommandStore:
-        buckets = [
-            await js.create_key_value(
-                bucket=name,
-                history=1,
-                ttl=retention.total_seconds(),
-                storage=api.StorageType.FILE,
-            )
-            for name in (subjects.COMMANDS_BUCKET, subjects.COMMAND_STATUS_BUCKET)
-        ]
-        store = cls(*buckets)
+    async def open(
+        cls, js: JetStreamContext, retention: timedelta, budget: StorageBudget | None = None
+    ) -> CommandStore:
+        budget = budget or StorageBudget()
+        ttl_s = retention.total_seconds()
+        commands = await ensure_bucket(js, budget.bucket_config(budget.command_specs, ttl_s=ttl_s))
+        statuses = await ensure_bucket(
+            js, budget.bucket_config(budget.command_statuses, ttl_s=ttl_s)
+        )
+        store = cls(commands, statuses)
         await store._start_watching()
         return store
 

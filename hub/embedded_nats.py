@@ -76,7 +76,9 @@ def find_nats_server() -> Path:
     return Path(found)
 
 
-def _config(store: Path, ports_dir: Path, sync: str, tls: NatsTls | None) -> str:
+def _config(
+    store: Path, ports_dir: Path, sync: str, tls: NatsTls | None, max_file_store_bytes: int
+) -> str:
     """Loopback only, random port. `sync` "always" (the hub's default) makes JetStream fsync
     each write before its PubAck: an acknowledged command (or telemetry batch) then survives
     a machine crash, not only a process crash. nats-server's own default (every 2 min) lets a
@@ -89,7 +91,8 @@ def _config(store: Path, ports_dir: Path, sync: str, tls: NatsTls | None) -> str
         "jetstream {\n"
         f"  store_dir: {json.dumps(str(store))}\n"
         f"  sync_interval: {sync}\n"
-        "}\n"
+        + (f"  max_file_store: {max_file_store_bytes}\n" if max_file_store_bytes else "")
+        + "}\n"
     )
     if tls is not None:
         text += (
@@ -141,11 +144,14 @@ class EmbeddedNats:
         tls: NatsTls | None = None,
         access: str = "",
         account: str = "",
+        max_file_store_bytes: int = 0,
         startup_timeout_s: float = 20.0,
     ) -> EmbeddedNats:
         """Start the server; `access` (nats-server configuration sections naming accounts,
         users and their rights) needs `tls`, whose certificates identify the users, and
-        `account`, the account JetStream's existing data belongs to."""
+        `account`, the account JetStream's existing data belongs to. `max_file_store_bytes`
+        (0: nats-server's default, 75% of the free disk) is what JetStream may store: the
+        streams' reservations must fit in it, whatever the disk's size at start."""
         if access and (tls is None or not account):
             raise ValueError("access control needs TLS (users are mapped by cert) and an account")
         store = data_dir / "nats"
@@ -157,7 +163,9 @@ class EmbeddedNats:
         if account:
             _adopt_global_account(store / "jetstream", account)
         config = data_dir / "nats-server.conf"
-        _write_atomically(config, _config(store, ports_dir, sync, tls) + access)
+        _write_atomically(
+            config, _config(store, ports_dir, sync, tls, max_file_store_bytes) + access
+        )
         log_path = data_dir / "nats-server.log"
         log_file = log_path.open("ab")
         process = await asyncio.create_subprocess_exec(

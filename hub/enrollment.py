@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import msgspec
-from nats.js import JetStreamContext, api
+from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
@@ -40,7 +40,8 @@ import certs
 from certs.builder import certificate_pem
 from hub.certificates import NodeCertificates
 from hub.registry import Registry
-from hub.state import bucket_keys, store_unavailable
+from hub.state import bucket_keys, ensure_bucket, store_unavailable
+from hub.storage_budget import StorageBudget
 from sentinel import subjects
 from sentinel.durations import to_timestamp
 from sentinel.errors import (
@@ -153,16 +154,15 @@ class Enrollments:
         certificates: NodeCertificates,
         registry: Registry,
         clock: Callable[[], datetime],
+        budget: StorageBudget | None = None,
     ) -> Enrollments:
-        tokens = await js.create_key_value(
-            bucket=subjects.ENROLL_TOKENS_BUCKET,
-            history=1,
-            storage=api.StorageType.FILE,
-            ttl=(MAX_TOKEN_TTL + timedelta(days=1)).total_seconds(),
+        # Reserved shares: enrolling is never refused for room another stream took.
+        budget = budget or StorageBudget()
+        token_ttl_s = (MAX_TOKEN_TTL + timedelta(days=1)).total_seconds()
+        tokens = await ensure_bucket(
+            js, budget.bucket_config(budget.enrollment_tokens, ttl_s=token_ttl_s)
         )
-        records = await js.create_key_value(
-            bucket=subjects.ENROLLMENTS_BUCKET, history=1, storage=api.StorageType.FILE
-        )
+        records = await ensure_bucket(js, budget.bucket_config(budget.enrollments))
         return cls(
             js,
             tokens,

@@ -7,6 +7,10 @@ the agent can forget it. Otherwise it is published to JetStream on
 after the PubAck is the high-water mark written to KV and the batch acknowledged.
 A crash between PubAck and the KV write is covered by JetStream's duplicate window
 (the re-sent batch gets a PubAck marked duplicate and is acknowledged as such).
+
+Which boots a node may send batches of is its session's business (`hub.agent_service`);
+`has_stored` tells it whether the hub ever stored a batch of a boot, without remembering
+boots it did not.
 """
 
 from __future__ import annotations
@@ -54,6 +58,18 @@ class TelemetryIngest:
                     marked = 0
                 self._hwm[key] = max(marked, await self._last_stored_seq(node_id, boot_id))
         return self._hwm[key]
+
+    async def has_stored(self, node_id: str, boot_id: str) -> bool:
+        """Whether a batch of (node, boot) was ever stored: its high-water mark exists. A
+        boot without one is not cached, so invented boot ids leave nothing behind."""
+        if self._hwm.get((node_id, boot_id), 0) > 0:
+            return True
+        with store_unavailable("telemetry high-water marks unavailable"):
+            try:
+                await self._hwm_kv.get(subjects.hwm_key(node_id, boot_id))
+            except KeyNotFoundError:
+                return False
+        return True
 
     async def _last_stored_seq(self, node_id: str, boot_id: str) -> int:
         try:

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator, Mapping
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
+from hub.budgets import REASONS as BUDGET_REASONS
 from sentinel.v1 import telemetry_pb2
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,20 @@ class HubMetrics:
             ["reason"],
             registry=registry,
         )
+        self._rpc_refused = Counter(
+            "sentinel_hub_rpc_refused_total",
+            "Calls refused before their handler ran because a budget was spent, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        for reason in BUDGET_REASONS:
+            self._rpc_refused.labels(reason=reason)
+        self._telemetry_undecodable = Counter(
+            "sentinel_hub_telemetry_undecodable_total",
+            "Messages on the telemetry subjects a WatchTelemetry viewer could not decode "
+            "(skipped; counted once per viewer that received them).",
+            registry=registry,
+        )
         self._publish_failures = Counter(
             "sentinel_hub_event_publish_failures_total",
             "Fleet events (CloudEvents on NATS) that could not be published.",
@@ -155,6 +170,14 @@ class HubMetrics:
     def batch_refused(self, reason: str) -> None:
         """A batch was refused; `reason` is the error's stable reason code."""
         self._refused.labels(reason=reason).inc()
+
+    def rpc_refused(self, reason: str) -> None:
+        """A call was refused for a spent budget; `reason` from `hub.budgets`."""
+        self._rpc_refused.labels(reason=reason).inc()
+
+    def telemetry_undecodable(self) -> None:
+        """A viewer skipped a telemetry message that is no TelemetryBatch."""
+        self._telemetry_undecodable.inc()
 
     def event_publish_failed(self) -> None:
         """A fleet event could not be published."""

@@ -44,6 +44,7 @@ import certs
 from hub.embedded_nats import EmbeddedNats, NatsTls
 from hub.nats_jwt import AccountKey
 from hub.settings import HubSettings
+from hub.storage_budget import GIB, StorageBudget
 from sentinel import subjects
 from sentinel.identity import Identity, Kind
 from sentinel.nats_tls import wants_tls
@@ -60,6 +61,8 @@ OBSERVER_SUBJECTS = (subjects.EVENTS_ALL, "sentinel.telemetry.>")
 KICK_SUBJECT = "$SYS.REQ.SERVER.*.KICK"
 CONNZ_SUBJECT = "$SYS.REQ.SERVER.PING.CONNZ"
 CONNZ_ONE_SUBJECT = "$SYS.REQ.SERVER.*.CONNZ"
+# Beyond the hub's budgets, room for an operator's own (budgeted) streams.
+OPERATOR_STORAGE_BYTES = 1 * GIB
 # Every user may ask which account it is in, and with which rights.
 USER_INFO_SUBJECT = "$SYS.REQ.USER.INFO"
 _SYSTEM_SERVICES = {KICK_SUBJECT: False, CONNZ_SUBJECT: True, CONNZ_ONE_SUBJECT: False}
@@ -106,7 +109,9 @@ def node_publish(node_id: str) -> list[str]:
         f"$JS.API.CONSUMER.MSG.NEXT.{subjects.COMMANDS_STREAM}.{consumer}",
         f"$JS.ACK.{subjects.COMMANDS_STREAM}.{consumer}.>",
         subjects.result_subject(node_id),
-        subjects.node_events(node_id),
+        # The one event an agent announces itself; any other type would let a node fill
+        # the events stream with types of its own making.
+        subjects.event_subject("policy", "safe_mode", node_id),
         subjects.node_audit_subject(node_id),
     ]
 
@@ -130,15 +135,28 @@ def hub_user(trust_domain: str) -> str:
     return f"spiffe://{trust_domain}/hub"
 
 
-def server_config(trust_domain: str, issuer: str) -> str:
+def storage_limit_bytes(budget: StorageBudget) -> int:
+    """What the hub's account (and the server) may store: every stream's and bucket's
+    reserved budget, and room for an operator's own budgeted streams (benchmarks)."""
+    return budget.total_bytes() + OPERATOR_STORAGE_BYTES
+
+
+def server_config(trust_domain: str, issuer: str, storage_bytes: int) -> str:
     """The `accounts`, `system_account` and `authorization` sections of a nats-server
-    configuration for Sentinel; `issuer` is the hub's callout account key (public nkey).
-    The server must also verify client certificates against the project CA and map them
-    (`tls { verify_and_map: true }`)."""
+    configuration for Sentinel; `issuer` is the hub's callout account key (public nkey),
+    `storage_bytes` what the hub's account may store (`storage_limit_bytes`). The server
+    must also verify client certificates against the project CA and map them
+    (`tls { verify_and_map: true }`), and allow that much file storage."""
     hub = hub_user(trust_domain)
     accounts = {
         HUB_ACCOUNT: {
-            "jetstream": "enabled",
+            # Every stream must state its budget, which JetStream reserves: what one
+            # stream (the audit log, the revocations) was promised, no other can take.
+            "jetstream": {
+                "max_file": storage_bytes,
+                "max_mem": -1,
+                "max_bytes_required": True,
+            },
             "users": [{"user": hub}],
             "exports": [_export(subject, many) for subject, many in _NODE_SERVICES.items()],
             "imports": [_import(SYSTEM_ACCOUNT, s) for s in _SYSTEM_SERVICES],
@@ -174,6 +192,7 @@ async def start_nats(settings: HubSettings, trust_domain: str) -> EmbeddedNats |
     if settings.nats_url:
         return None
     layout = certs.CertLayout(settings.certs_dir)
+    storage = storage_limit_bytes(StorageBudget())
     created = certs.ensure_nats_identities(settings.certs_dir)
     if created:
         log.info("issued NATS certificates: %s", ", ".join(str(path) for path in created))
@@ -181,7 +200,8 @@ async def start_nats(settings: HubSettings, trust_domain: str) -> EmbeddedNats |
         settings.data_dir,
         sync=settings.nats_sync,
         tls=NatsTls(layout.nats_server_cert, layout.nats_server_key, layout.ca_cert),
-        access=server_config(trust_domain, callout_issuer(layout)),
+        access=server_config(trust_domain, callout_issuer(layout), storage),
+        max_file_store_bytes=storage,
         account=HUB_ACCOUNT,
     )
 

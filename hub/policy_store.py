@@ -19,13 +19,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import msgspec
-from nats.js import JetStreamContext, api
+from nats.js import JetStreamContext
 from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 import policy
 from hub.keys import KeyManager
-from hub.state import bucket_keys
+from hub.state import bucket_keys, ensure_bucket
+from hub.storage_budget import StorageBudget
 from sentinel import subjects
 from sentinel.envelope import unwrap
 from sentinel.errors import FailedPrecondition, InvalidArgument, NotFound
@@ -62,11 +63,14 @@ class PolicyStore:
 
     @classmethod
     async def open(
-        cls, js: JetStreamContext, keys: KeyManager, clock: Callable[[], datetime]
+        cls,
+        js: JetStreamContext,
+        keys: KeyManager,
+        clock: Callable[[], datetime],
+        budget: StorageBudget | None = None,
     ) -> PolicyStore:
-        kv = await js.create_key_value(
-            bucket=subjects.POLICIES_BUCKET, history=1, storage=api.StorageType.FILE
-        )
+        budget = budget or StorageBudget()
+        kv = await ensure_bucket(js, budget.bucket_config(budget.policies))
         store = cls(kv, keys, clock)
         for key in await bucket_keys(js, subjects.POLICIES_BUCKET):
             entry = await kv.get(key)

@@ -20,10 +20,11 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 import msgspec
-from nats.js import JetStreamContext, api
+from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
-from hub.state import bucket_keys, store_unavailable
+from hub.state import bucket_keys, ensure_bucket, store_unavailable
+from hub.storage_budget import StorageBudget
 from sentinel import subjects
 from sentinel.errors import InvalidArgument, SentinelError
 from sentinel.identity import Identity, Kind, validate_node_id
@@ -76,11 +77,14 @@ class Revocations:
 
     @classmethod
     async def open(
-        cls, js: JetStreamContext, clock: Callable[[], datetime], poll_interval: timedelta
+        cls,
+        js: JetStreamContext,
+        clock: Callable[[], datetime],
+        poll_interval: timedelta,
+        budget: StorageBudget | None = None,
     ) -> Revocations:
-        kv = await js.create_key_value(
-            bucket=subjects.REVOKED_BUCKET, history=1, storage=api.StorageType.FILE
-        )
+        budget = budget or StorageBudget()  # reserved: a revocation is never refused for room
+        kv = await ensure_bucket(js, budget.bucket_config(budget.revocations))
         revocations = cls(js, kv, clock, poll_interval)
         await revocations.refresh()
         return revocations

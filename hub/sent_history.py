@@ -17,12 +17,21 @@ from nats.js import JetStreamContext, api
 
 import policy
 from hub.state import ensure_stream
+from hub.storage_budget import RATE_HISTORY_STREAM, StorageBudget
 
 log = logging.getLogger(__name__)
 
-STREAM = "SENTINEL_RATE_HISTORY"
+STREAM = RATE_HISTORY_STREAM
 SUBJECT = "sentinel.rate.history"
 KEEP = timedelta(days=31)
+
+
+def rate_history_stream(budget: StorageBudget) -> api.StreamConfig:
+    """Drops its oldest events when full: a limit over the longest windows may then
+    count short, but sending is never refused for want of room to count it."""
+    return budget.stream_config(
+        budget.rate_history, subjects=[SUBJECT], max_age=KEEP.total_seconds()
+    )
 
 
 class SentHistory:
@@ -33,16 +42,8 @@ class SentHistory:
         self.log = log_
 
     @classmethod
-    async def open(cls, js: JetStreamContext) -> SentHistory:
-        await ensure_stream(
-            js,
-            api.StreamConfig(
-                name=STREAM,
-                subjects=[SUBJECT],
-                storage=api.StorageType.FILE,
-                max_age=KEEP.total_seconds(),
-            ),
-        )
+    async def open(cls, js: JetStreamContext, budget: StorageBudget | None = None) -> SentHistory:
+        await ensure_stream(js, rate_history_stream(budget or StorageBudget()))
         lines: list[str] = []
         info = await js.stream_info(STREAM)
         if info.state.messages:

@@ -1,4 +1,10 @@
-"""The hub's gRPC server: transport limits, mTLS, authorisation, services, health, reflection."""
+"""The hub's gRPC server: transport limits, mTLS, authorisation, budgets, services, health,
+reflection.
+
+gRPC's `maximum_concurrent_rpcs` counts calls before anyone is authenticated, so it is
+only a last-resort guard sized above everything the per-identity budgets admit
+(`hub.budgets`, see `ServerLimits`): no single identity can reach it.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from hub.auth import AuthInterceptor, Gate
+from hub.budgets import CallBudgets
+from hub.metrics import HubMetrics
 from hub.settings import ServerLimits
 from hub.unimplemented import unimplemented_service
 from sentinel.tls import MIB
@@ -79,10 +87,11 @@ class Services:
 
 
 def build_server(
-    limits: ServerLimits, gate: Gate, services: Services
+    limits: ServerLimits, gate: Gate, services: Services, metrics: HubMetrics
 ) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
+    budgets = CallBudgets(limits, on_refused=metrics.rpc_refused)
     server = grpc.aio.server(
-        interceptors=[AuthInterceptor(gate)],
+        interceptors=[AuthInterceptor(gate, budgets)],
         options=server_options(limits),
         maximum_concurrent_rpcs=limits.max_concurrent_rpcs,
     )

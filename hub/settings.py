@@ -12,9 +12,32 @@ from sentinel.tls import MIB
 
 @dataclass(frozen=True, slots=True)
 class ServerLimits:
-    """Transport limits of the gRPC listener (stated in the README)."""
+    """Transport limits and per-identity budgets of the gRPC listener (stated in the README).
 
-    max_receive_bytes: int = 4 * MIB
+    The defaults are sized for a fleet of 10,000 nodes:
+
+    - `max_receive_bytes` (1 MiB): the largest message the hub reads; gRPC refuses a bigger
+      one (RESOURCE_EXHAUSTED) before any handler runs. Agents seal batches well under it.
+    - `max_concurrent_streams` (16): streams per HTTP/2 connection.
+    - The budgets (`hub.budgets`), checked right after authorisation and keyed by the
+      verified identity; a refusal is RESOURCE_EXHAUSTED with a reason and a RetryInfo of
+      `budget_retry_after_s` (5 s):
+      - `node_streams_per_identity` (3): streams one node may hold: its Connect, one that a
+        certificate switch opens before the old one ends, one that a reconnect opens
+        before the hub's keepalive noticed the dead one;
+      - `user_streams_per_identity` (16): streams (WatchTelemetry, WatchCommand, ...) one
+        user may hold. Each unfiltered WatchTelemetry stream is sent every batch the
+        fleet stores, so this cap also bounds what one user's watching costs the hub;
+      - `unary_per_identity` (32): unary calls one identity may have in flight;
+      - `user_calls_total` (1,024): calls of all users together, streams and unary, so that
+        what is left of the capacity is the nodes' own.
+    - `max_concurrent_rpcs` (40,000): gRPC's own guard, counted before anyone is
+      authenticated, so the one limit a single identity must never reach: a last resort
+      above what the budgets admit at worst (10,000 nodes x 3 streams plus the users'
+      1,024 calls) and well above the usual 10,000 Connect streams.
+    """
+
+    max_receive_bytes: int = MIB
     keepalive_time_s: float = 30.0
     keepalive_timeout_s: float = 10.0
     min_client_ping_interval_s: float = 10.0
@@ -22,7 +45,12 @@ class ServerLimits:
     max_connection_age_s: float = 3600.0
     max_connection_age_grace_s: float = 300.0
     max_concurrent_streams: int = 16
-    max_concurrent_rpcs: int = 4096
+    node_streams_per_identity: int = 3
+    user_streams_per_identity: int = 16
+    unary_per_identity: int = 32
+    user_calls_total: int = 1024
+    budget_retry_after_s: float = 5.0
+    max_concurrent_rpcs: int = 40_000
     shutdown_grace_s: float = 10.0
 
 

@@ -7,6 +7,8 @@
     ├── PermissionDenied          identity or role does not allow it (PERMISSION_DENIED)
     ├── FailedPrecondition        state forbids it (FAILED_PRECONDITION)
     ├── ConfigError               local configuration or files are unusable
+    ├── ResourceExhausted         a budget is spent; retry_after_s says when to try
+    │                             again (RESOURCE_EXHAUSTED, with a RetryInfo)
     └── Unavailable               a peer cannot be reached right now (UNAVAILABLE)
 
 The hub maps these to gRPC statuses in one place (`hub.errors`); the CLI prints
@@ -80,6 +82,19 @@ class ConfigError(SentinelError):
     reason = "CONFIG_ERROR"
 
 
+class ResourceExhausted(SentinelError):
+    """A budget is spent: nothing was done, and the same call may succeed once the
+    budget has room again, which `retry_after_s` estimates."""
+
+    reason = "RESOURCE_EXHAUSTED"
+
+    def __init__(
+        self, message: str, *, retry_after_s: float, reason: str | None = None, **details: Any
+    ) -> None:
+        super().__init__(message, reason=reason, **details)
+        self.retry_after_s = retry_after_s
+
+
 class Unavailable(SentinelError):
     reason = "UNAVAILABLE"
 
@@ -91,6 +106,7 @@ __all__ = [
     "InvalidNodeId",
     "NotFound",
     "PermissionDenied",
+    "ResourceExhausted",
     "SentinelError",
     "Unavailable",
     "Violation",

@@ -36,6 +36,7 @@ from edge_agent.settings import AgentSettings, RenewalSettings, SamplingSettings
 from hub.app import Hub
 from hub.ingest import IngestResult
 from hub.registry import ONLINE
+from hub.settings import ServerLimits
 from sentinel import subjects
 from sentinel.errors import ConfigError
 from sentinel.files import replace_durably
@@ -523,7 +524,11 @@ async def test_a_replaced_hub_certificate_serves_new_connections_and_spares_open
     layout = certs.CertLayout(directory)
     hub = await Hub.start(
         replace(
-            hub_settings(pki, tmp_path / "hub"), certs_dir=directory, metrics_listen="127.0.0.1:0"
+            hub_settings(pki, tmp_path / "hub"),
+            certs_dir=directory,
+            metrics_listen="127.0.0.1:0",
+            # 12 streams from 3 node certificates: 4 each, above a node's usual budget.
+            limits=ServerLimits(node_streams_per_identity=4),
         )
     )
     channels: list[grpc.aio.Channel] = []

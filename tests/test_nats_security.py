@@ -26,7 +26,8 @@ import certs
 from cli.main import main
 from hub.app import Hub
 from hub.embedded_nats import EmbeddedNats, NatsTls
-from hub.nats_access import HUB_ACCOUNT, callout_issuer
+from hub.nats_access import HUB_ACCOUNT, callout_issuer, storage_limit_bytes
+from hub.storage_budget import StorageBudget
 from sentinel import nats_tls, subjects
 from sentinel.tls import TlsFiles, secure_aio_channel
 from tests.conftest import WAIT_S, Pki, hub_settings, nats_admin, nats_observer, within
@@ -383,6 +384,7 @@ async def test_a_hub_on_another_tls_nats_configured_for_sentinel_serves_its_call
         tls=NatsTls(layout.nats_server_cert, layout.nats_server_key, layout.ca_cert),
         access=printed,
         account=HUB_ACCOUNT,
+        max_file_store_bytes=storage_limit_bytes(StorageBudget()),
     )
     try:
         hub = await Hub.start(replace(hub_settings(pki, tmp_path / "hub"), nats_url=server.url))

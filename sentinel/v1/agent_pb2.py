@@ -28,7 +28,7 @@ from sentinel.v1 import signing_pb2 as sentinel_dot_v1_dot_signing__pb2
 from sentinel.v1 import telemetry_pb2 as sentinel_dot_v1_dot_telemetry__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17sentinel/v1/agent.proto\x12\x0bsentinel.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19sentinel/v1/signing.proto\x1a\x1bsentinel/v1/telemetry.proto\"\xca\x01\n\x0e\x43onnectRequest\x12(\n\x05hello\x18\x01 \x01(\x0b\x32\x17.sentinel.v1.AgentHelloH\x00\x12,\n\x05\x62\x61tch\x18\x02 \x01(\x0b\x32\x1b.sentinel.v1.TelemetryBatchH\x00\x12(\n\x03gap\x18\x03 \x01(\x0b\x32\x19.sentinel.v1.TelemetryGapH\x00\x12+\n\theartbeat\x18\x04 \x01(\x0b\x32\x16.sentinel.v1.HeartbeatH\x00\x42\t\n\x07message\"\xf8\x01\n\x0f\x43onnectResponse\x12.\n\x0bhello_reply\x18\x01 \x01(\x0b\x32\x17.sentinel.v1.HelloReplyH\x00\x12(\n\x03\x61\x63k\x18\x02 \x01(\x0b\x32\x19.sentinel.v1.TelemetryAckH\x00\x12&\n\x07gap_ack\x18\x03 \x01(\x0b\x32\x13.sentinel.v1.GapAckH\x00\x12+\n\x06keyset\x18\x04 \x01(\x0b\x32\x19.sentinel.v1.KeysetUpdateH\x00\x12+\n\x06policy\x18\x05 \x01(\x0b\x32\x19.sentinel.v1.PolicyUpdateH\x00\x42\t\n\x07message\"\x93\x03\n\nAgentHello\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07\x62oot_id\x18\x02 \x01(\t\x12\x15\n\ragent_version\x18\x03 \x01(\t\x12\x33\n\x06labels\x18\x04 \x03(\x0b\x32#.sentinel.v1.AgentHello.LabelsEntry\x12(\n\x04host\x18\x05 \x01(\x0b\x32\x1a.sentinel.v1.HostInventory\x12\'\n\x04gpus\x18\x06 \x03(\x0b\x32\x19.sentinel.v1.GpuInventory\x12\x16\n\x0ekeyset_version\x18\x07 \x01(\x04\x12\x16\n\x0epolicy_version\x18\x08 \x01(\x04\x12\x35\n\x12heartbeat_interval\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\nstarted_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xbe\x01\n\nHelloReply\x12\x0e\n\x06hub_id\x18\x01 \x01(\t\x12\x10\n\x08nats_url\x18\x02 \x01(\t\x12\x11\n\tacked_seq\x18\x03 \x01(\x04\x12\x35\n\x12heartbeat_interval\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12,\n\x08hub_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0ekeyset_version\x18\x06 \x01(\x04\"8\n\tHeartbeat\x12+\n\x07sent_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"?\n\x0cTelemetryAck\x12\x0f\n\x07\x62oot_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x11\n\tduplicate\x18\x03 \x01(\x08\";\n\x06GapAck\x12\x0f\n\x07\x62oot_id\x18\x01 \x01(\t\x12\x10\n\x08\x66rom_seq\x18\x02 \x01(\x04\x12\x0e\n\x06to_seq\x18\x03 \x01(\x04\";\n\x0cKeysetUpdate\x12+\n\x06keyset\x18\x01 \x01(\x0b\x32\x1b.sentinel.v1.SignedEnvelope\"L\n\x0cPolicyUpdate\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12+\n\x06\x62undle\x18\x02 \x01(\x0b\x32\x1b.sentinel.v1.SignedEnvelope\"*\n\x17RenewCertificateRequest\x12\x0f\n\x07\x63sr_pem\x18\x01 \x01(\x0c\"y\n\x18RenewCertificateResponse\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\x0c\x12\x15\n\rca_bundle_pem\x18\x02 \x01(\x0c\x12-\n\tnot_after\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\xb9\x01\n\x0c\x41gentService\x12H\n\x07\x43onnect\x12\x1b.sentinel.v1.ConnectRequest\x1a\x1c.sentinel.v1.ConnectResponse(\x01\x30\x01\x12_\n\x10RenewCertificate\x12$.sentinel.v1.RenewCertificateRequest\x1a%.sentinel.v1.RenewCertificateResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17sentinel/v1/agent.proto\x12\x0bsentinel.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19sentinel/v1/signing.proto\x1a\x1bsentinel/v1/telemetry.proto\"\xca\x01\n\x0e\x43onnectRequest\x12(\n\x05hello\x18\x01 \x01(\x0b\x32\x17.sentinel.v1.AgentHelloH\x00\x12,\n\x05\x62\x61tch\x18\x02 \x01(\x0b\x32\x1b.sentinel.v1.TelemetryBatchH\x00\x12(\n\x03gap\x18\x03 \x01(\x0b\x32\x19.sentinel.v1.TelemetryGapH\x00\x12+\n\theartbeat\x18\x04 \x01(\x0b\x32\x16.sentinel.v1.HeartbeatH\x00\x42\t\n\x07message\"\xf8\x01\n\x0f\x43onnectResponse\x12.\n\x0bhello_reply\x18\x01 \x01(\x0b\x32\x17.sentinel.v1.HelloReplyH\x00\x12(\n\x03\x61\x63k\x18\x02 \x01(\x0b\x32\x19.sentinel.v1.TelemetryAckH\x00\x12&\n\x07gap_ack\x18\x03 \x01(\x0b\x32\x13.sentinel.v1.GapAckH\x00\x12+\n\x06keyset\x18\x04 \x01(\x0b\x32\x19.sentinel.v1.KeysetUpdateH\x00\x12+\n\x06policy\x18\x05 \x01(\x0b\x32\x19.sentinel.v1.PolicyUpdateH\x00\x42\t\n\x07message\"\xad\x03\n\nAgentHello\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07\x62oot_id\x18\x02 \x01(\t\x12\x15\n\ragent_version\x18\x03 \x01(\t\x12\x33\n\x06labels\x18\x04 \x03(\x0b\x32#.sentinel.v1.AgentHello.LabelsEntry\x12(\n\x04host\x18\x05 \x01(\x0b\x32\x1a.sentinel.v1.HostInventory\x12\'\n\x04gpus\x18\x06 \x03(\x0b\x32\x19.sentinel.v1.GpuInventory\x12\x16\n\x0ekeyset_version\x18\x07 \x01(\x04\x12\x16\n\x0epolicy_version\x18\x08 \x01(\x04\x12\x35\n\x12heartbeat_interval\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\nstarted_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10\x62\x61\x63klog_boot_ids\x18\x0b \x03(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xbe\x01\n\nHelloReply\x12\x0e\n\x06hub_id\x18\x01 \x01(\t\x12\x10\n\x08nats_url\x18\x02 \x01(\t\x12\x11\n\tacked_seq\x18\x03 \x01(\x04\x12\x35\n\x12heartbeat_interval\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12,\n\x08hub_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0ekeyset_version\x18\x06 \x01(\x04\"8\n\tHeartbeat\x12+\n\x07sent_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"?\n\x0cTelemetryAck\x12\x0f\n\x07\x62oot_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x11\n\tduplicate\x18\x03 \x01(\x08\";\n\x06GapAck\x12\x0f\n\x07\x62oot_id\x18\x01 \x01(\t\x12\x10\n\x08\x66rom_seq\x18\x02 \x01(\x04\x12\x0e\n\x06to_seq\x18\x03 \x01(\x04\";\n\x0cKeysetUpdate\x12+\n\x06keyset\x18\x01 \x01(\x0b\x32\x1b.sentinel.v1.SignedEnvelope\"L\n\x0cPolicyUpdate\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12+\n\x06\x62undle\x18\x02 \x01(\x0b\x32\x1b.sentinel.v1.SignedEnvelope\"*\n\x17RenewCertificateRequest\x12\x0f\n\x07\x63sr_pem\x18\x01 \x01(\x0c\"y\n\x18RenewCertificateResponse\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\x0c\x12\x15\n\rca_bundle_pem\x18\x02 \x01(\x0c\x12-\n\tnot_after\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\xb9\x01\n\x0c\x41gentService\x12H\n\x07\x43onnect\x12\x1b.sentinel.v1.ConnectRequest\x1a\x1c.sentinel.v1.ConnectResponse(\x01\x30\x01\x12_\n\x10RenewCertificate\x12$.sentinel.v1.RenewCertificateRequest\x1a%.sentinel.v1.RenewCertificateResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,25 +42,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CONNECTRESPONSE']._serialized_start=367
   _globals['_CONNECTRESPONSE']._serialized_end=615
   _globals['_AGENTHELLO']._serialized_start=618
-  _globals['_AGENTHELLO']._serialized_end=1021
-  _globals['_AGENTHELLO_LABELSENTRY']._serialized_start=976
-  _globals['_AGENTHELLO_LABELSENTRY']._serialized_end=1021
-  _globals['_HELLOREPLY']._serialized_start=1024
-  _globals['_HELLOREPLY']._serialized_end=1214
-  _globals['_HEARTBEAT']._serialized_start=1216
-  _globals['_HEARTBEAT']._serialized_end=1272
-  _globals['_TELEMETRYACK']._serialized_start=1274
-  _globals['_TELEMETRYACK']._serialized_end=1337
-  _globals['_GAPACK']._serialized_start=1339
-  _globals['_GAPACK']._serialized_end=1398
-  _globals['_KEYSETUPDATE']._serialized_start=1400
-  _globals['_KEYSETUPDATE']._serialized_end=1459
-  _globals['_POLICYUPDATE']._serialized_start=1461
-  _globals['_POLICYUPDATE']._serialized_end=1537
-  _globals['_RENEWCERTIFICATEREQUEST']._serialized_start=1539
-  _globals['_RENEWCERTIFICATEREQUEST']._serialized_end=1581
-  _globals['_RENEWCERTIFICATERESPONSE']._serialized_start=1583
-  _globals['_RENEWCERTIFICATERESPONSE']._serialized_end=1704
-  _globals['_AGENTSERVICE']._serialized_start=1707
-  _globals['_AGENTSERVICE']._serialized_end=1892
+  _globals['_AGENTHELLO']._serialized_end=1047
+  _globals['_AGENTHELLO_LABELSENTRY']._serialized_start=1002
+  _globals['_AGENTHELLO_LABELSENTRY']._serialized_end=1047
+  _globals['_HELLOREPLY']._serialized_start=1050
+  _globals['_HELLOREPLY']._serialized_end=1240
+  _globals['_HEARTBEAT']._serialized_start=1242
+  _globals['_HEARTBEAT']._serialized_end=1298
+  _globals['_TELEMETRYACK']._serialized_start=1300
+  _globals['_TELEMETRYACK']._serialized_end=1363
+  _globals['_GAPACK']._serialized_start=1365
+  _globals['_GAPACK']._serialized_end=1424
+  _globals['_KEYSETUPDATE']._serialized_start=1426
+  _globals['_KEYSETUPDATE']._serialized_end=1485
+  _globals['_POLICYUPDATE']._serialized_start=1487
+  _globals['_POLICYUPDATE']._serialized_end=1563
+  _globals['_RENEWCERTIFICATEREQUEST']._serialized_start=1565
+  _globals['_RENEWCERTIFICATEREQUEST']._serialized_end=1607
+  _globals['_RENEWCERTIFICATERESPONSE']._serialized_start=1609
+  _globals['_RENEWCERTIFICATERESPONSE']._serialized_end=1730
+  _globals['_AGENTSERVICE']._serialized_start=1733
+  _globals['_AGENTSERVICE']._serialized_end=1918
 # @@protoc_insertion_point(module_scope)

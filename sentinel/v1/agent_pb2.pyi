@@ -39,7 +39,7 @@ class ConnectResponse(_message.Message):
     def __init__(self, hello_reply: _Optional[_Union[HelloReply, _Mapping]] = ..., ack: _Optional[_Union[TelemetryAck, _Mapping]] = ..., gap_ack: _Optional[_Union[GapAck, _Mapping]] = ..., keyset: _Optional[_Union[KeysetUpdate, _Mapping]] = ..., policy: _Optional[_Union[PolicyUpdate, _Mapping]] = ...) -> None: ...
 
 class AgentHello(_message.Message):
-    __slots__ = ("node_id", "boot_id", "agent_version", "labels", "host", "gpus", "keyset_version", "policy_version", "heartbeat_interval", "started_at")
+    __slots__ = ("node_id", "boot_id", "agent_version", "labels", "host", "gpus", "keyset_version", "policy_version", "heartbeat_interval", "started_at", "backlog_boot_ids")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -57,6 +57,7 @@ class AgentHello(_message.Message):
     POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_INTERVAL_FIELD_NUMBER: _ClassVar[int]
     STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    BACKLOG_BOOT_IDS_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     boot_id: str
     agent_version: str
@@ -67,7 +68,8 @@ class AgentHello(_message.Message):
     policy_version: int
     heartbeat_interval: _duration_pb2.Duration
     started_at: _timestamp_pb2.Timestamp
-    def __init__(self, node_id: _Optional[str] = ..., boot_id: _Optional[str] = ..., agent_version: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., host: _Optional[_Union[_telemetry_pb2.HostInventory, _Mapping]] = ..., gpus: _Optional[_Iterable[_Union[_telemetry_pb2.GpuInventory, _Mapping]]] = ..., keyset_version: _Optional[int] = ..., policy_version: _Optional[int] = ..., heartbeat_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    backlog_boot_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, node_id: _Optional[str] = ..., boot_id: _Optional[str] = ..., agent_version: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., host: _Optional[_Union[_telemetry_pb2.HostInventory, _Mapping]] = ..., gpus: _Optional[_Iterable[_Union[_telemetry_pb2.GpuInventory, _Mapping]]] = ..., keyset_version: _Optional[int] = ..., policy_version: _Optional[int] = ..., heartbeat_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., backlog_boot_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class HelloReply(_message.Message):
     __slots__ = ("hub_id", "nats_url", "acked_seq", "heartbeat_interval", "hub_time", "keyset_version")
