@@ -85,19 +85,28 @@ class Rights:
     account: str
     publish: tuple[str, ...]
     subscribe: tuple[str, ...]
+    # -1: no limit of the connection's own.
+    max_subscriptions: int = -1
 
     def claims(self) -> dict[str, object]:
         """The `nats` part of a user JWT granting these rights."""
         return {
             "pub": {"allow": list(self.publish)} if self.publish else {"deny": [">"]},
             "sub": {"allow": list(self.subscribe)} if self.subscribe else {"deny": [">"]},
-            "subs": -1,
+            "subs": self.max_subscriptions,
             "data": -1,
+            # The server's max_payload holds; a lower limit here would close an agent's
+            # connection for one oversized result, where JetStream refuses just that message
+            # (each stream's max_msg_size, hub.storage_budget).
             "payload": -1,
             "type": "user",
             "version": 2,
         }
 
+
+# An agent holds a handful of subscriptions (its inbox, a pull): a bound on what one
+# node's connection may make the server keep.
+NODE_MAX_SUBSCRIPTIONS = 64
 
 ADMIN_RIGHTS = Rights(HUB_ACCOUNT, (">",), (">",))
 OBSERVER_RIGHTS = Rights(HUB_ACCOUNT, (), OBSERVER_SUBJECTS)
@@ -127,6 +136,7 @@ def rights_of(identity: Identity) -> Rights | None:
             NODES_ACCOUNT,
             tuple(node_publish(identity.name)),
             tuple(node_subscribe(identity.name)),
+            max_subscriptions=NODE_MAX_SUBSCRIPTIONS,
         )
     return {certs.NATS_ADMIN: ADMIN_RIGHTS, certs.NATS_OBSERVER: OBSERVER_RIGHTS}.get(identity.name)
 

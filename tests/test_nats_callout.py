@@ -208,6 +208,7 @@ async def test_the_callout_grants_each_identity_its_rights(hub: Hub, pki: Pki) -
     assert (observer.rights.account, observer.rights.publish) == ("SENTINEL", ())
     claims = node.rights.claims()
     assert json.dumps(claims["sub"]) == json.dumps({"allow": ["_INBOX_node-a.>"]})
+    assert (claims["subs"], claims["payload"]) == (64, -1)
 
 
 async def test_nats_admits_nobody_while_no_hub_answers_its_callouts(hub: Hub, pki: Pki) -> None:
