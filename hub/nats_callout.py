@@ -33,6 +33,7 @@ from typing import Any
 
 import nats.errors
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
@@ -287,7 +288,7 @@ def _connz_page(data: bytes) -> dict[str, Any]:
 def _issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
     try:
         cert.verify_directly_issued_by(ca)
-    except (ValueError, TypeError, Exception):  # InvalidSignature is not a ValueError
+    except (InvalidSignature, ValueError, TypeError):  # another issuer, or another key type
         return False
     return True
 
