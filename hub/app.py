@@ -57,6 +57,7 @@ from hub.server import (
 )
 from hub.settings import HubSettings
 from hub.state import COMMANDS_RETENTION, HubState, bucket_keys
+from hub.telemetry_fanout import TelemetryFanout
 from sentinel import subjects
 from sentinel.errors import ConfigError, SentinelError
 from sentinel.metrics_http import MetricsServer, serve_metrics
@@ -99,8 +100,10 @@ class Hub:
         trust: TrustParts,
         audit: AuditLog,
         agent_audit: AgentAuditReader,
+        telemetry: TelemetryFanout,
     ) -> None:
         self.settings = settings
+        self.telemetry = telemetry  # WatchTelemetry's shared subscription
         self.audit = audit
         self._audit_tasks = (
             asyncio.create_task(
@@ -239,7 +242,7 @@ class Hub:
                 trust.gate,
                 Services(
                     agent=agent,
-                    fleet=FleetService(registry, state.nc, metrics=metrics),
+                    fleet=(fleet := FleetService(registry, state.nc, metrics=metrics)),
                     command=CommandService(
                         registry,
                         commands,
@@ -296,6 +299,7 @@ class Hub:
                 trust=trust,
                 audit=audit,
                 agent_audit=agent_audit,
+                telemetry=fleet.telemetry,
             )
             undo.pop_all()
         log.info("hub %s serving on %s (NATS %s)", settings.hub_id, hub.address, nats_url)
@@ -323,6 +327,7 @@ class Hub:
                 await cancel_and_wait(
                     self._sweeper, self._results, self._revocation_poll, *self._audit_tasks
                 )
+                await self.telemetry.close()
                 await self.commands.close()
         except TimeoutError:
             log.warning("background tasks did not stop within %.0f s; going on", STOP_STEP_S)

@@ -104,8 +104,14 @@ class HubMetrics:
             self._rpc_refused.labels(reason=reason)
         self._telemetry_undecodable = Counter(
             "sentinel_hub_telemetry_undecodable_total",
-            "Messages on the telemetry subjects a WatchTelemetry viewer could not decode "
-            "(skipped; counted once per viewer that received them).",
+            "Messages on the telemetry subjects of watched nodes that are no TelemetryBatch "
+            "(skipped; counted once per message, however many viewers watch).",
+            registry=registry,
+        )
+        self._telemetry_watch_dropped = Counter(
+            "sentinel_hub_telemetry_watch_dropped_total",
+            "Telemetry batches a slow WatchTelemetry viewer lost (its oldest queued, to make "
+            "room); counted once per viewer that lost one.",
             registry=registry,
         )
         self._publish_failures = Counter(
@@ -176,8 +182,12 @@ class HubMetrics:
         self._rpc_refused.labels(reason=reason).inc()
 
     def telemetry_undecodable(self) -> None:
-        """A viewer skipped a telemetry message that is no TelemetryBatch."""
+        """A watched telemetry message was skipped: it is no TelemetryBatch."""
         self._telemetry_undecodable.inc()
+
+    def telemetry_watch_dropped(self, batches: int) -> None:
+        """Slow WatchTelemetry viewers lost `batches` batches, each its oldest queued."""
+        self._telemetry_watch_dropped.inc(batches)
 
     def event_publish_failed(self) -> None:
         """A fleet event could not be published."""
