@@ -7,9 +7,6 @@ identity (`spiffe://<domain>/user/alice`, `spiffe://<domain>/node/gpu-1`):
 
 - a node holds at most `node_streams_per_identity` streams, a user at most
   `user_streams_per_identity`;
-- a node opens at most `node_stream_opens_per_s` streams a second, after a burst of
-  `node_stream_open_burst` (a token bucket; reason `STREAM_RATE_EXHAUSTED`, and the retry
-  hint is when the next token comes);
 - any identity has at most `unary_per_identity` unary calls in flight;
 - all users together hold at most `user_calls_total` calls, streams and unary, so what is
   left under the global guard is the nodes'.
@@ -21,13 +18,11 @@ hint) before its handler runs, and counted through `on_refused`.
 Invariants: a slot is taken with no await between the check and the take (one event loop,
 so no two calls can both see the last free slot), and given back exactly once, however the
 call ends. An identity holding nothing is forgotten, so the bookkeeping grows with the
-calls in progress, not with every identity ever seen; a node's bucket is kept only
-while it is not full again.
+calls in progress, not with every identity ever seen.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -38,13 +33,7 @@ from sentinel.identity import Identity, Kind
 STREAM_BUDGET_EXHAUSTED = "STREAM_BUDGET_EXHAUSTED"
 RPC_BUDGET_EXHAUSTED = "RPC_BUDGET_EXHAUSTED"
 USER_SHARE_EXHAUSTED = "USER_SHARE_EXHAUSTED"
-STREAM_RATE_EXHAUSTED = "STREAM_RATE_EXHAUSTED"
-REASONS = (
-    STREAM_BUDGET_EXHAUSTED,
-    RPC_BUDGET_EXHAUSTED,
-    USER_SHARE_EXHAUSTED,
-    STREAM_RATE_EXHAUSTED,
-)
+REASONS = (STREAM_BUDGET_EXHAUSTED, RPC_BUDGET_EXHAUSTED, USER_SHARE_EXHAUSTED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,10 +45,6 @@ class Slot:
     user: bool
 
 
-# Buckets kept before the full ones are forgotten (then twice as many as remain).
-_PRUNE_AT = 1024
-
-
 def _ignore(reason: str) -> None:
     return None
 
@@ -67,20 +52,11 @@ def _ignore(reason: str) -> None:
 class CallBudgets:
     """The calls each identity holds, checked against `limits`."""
 
-    def __init__(
-        self,
-        limits: ServerLimits,
-        on_refused: Callable[[str], None] = _ignore,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
+    def __init__(self, limits: ServerLimits, on_refused: Callable[[str], None] = _ignore) -> None:
         self._limits = limits
         self._on_refused = on_refused
-        self._clock = clock
         self._streams: dict[str, int] = {}
         self._unary: dict[str, int] = {}
-        # Node stream opens: (tokens, when counted), for nodes whose bucket is not full.
-        self._opens: dict[str, tuple[float, float]] = {}
-        self._prune_at = _PRUNE_AT
         self.user_calls = 0
 
     def held_by(self, identity: Identity) -> tuple[int, int]:
@@ -108,8 +84,6 @@ class CallBudgets:
             cap, what, reason = self._limits.unary_per_identity, "calls", RPC_BUDGET_EXHAUSTED
         if held.get(holder, 0) >= cap:
             self._refuse(reason, f"{holder} already holds {cap} {what}, its budget", holder)
-        if stream and not user:
-            self._take_open(holder)
         if user and self.user_calls >= self._limits.user_calls_total:
             self._refuse(
                 USER_SHARE_EXHAUSTED,
@@ -129,42 +103,11 @@ class CallBudgets:
             del held[slot.holder]
         self.user_calls -= slot.user
 
-    def _take_open(self, holder: str) -> None:
-        """One token of the node's stream-open bucket, or STREAM_RATE_EXHAUSTED."""
-        rate, burst = self._limits.node_stream_opens_per_s, self._limits.node_stream_open_burst
-        now = self._clock()
-        if len(self._opens) > self._prune_at:  # forget full buckets, now and then
-            self._opens = {
-                node: (tokens, then)
-                for node, (tokens, then) in self._opens.items()
-                if tokens + (now - then) * rate < burst
-            }
-            self._prune_at = max(_PRUNE_AT, 2 * len(self._opens))
-        tokens, then = self._opens.get(holder, (float(burst), now))
-        tokens = min(float(burst), tokens + (now - then) * rate)
-        if tokens < 1:
-            self._refuse(
-                STREAM_RATE_EXHAUSTED,
-                f"{holder} opens streams faster than {rate:g} a second",
-                holder,
-                retry_after_s=(1 - tokens) / rate,
-                frees=f"a token comes back every {1 / rate:g} s",
-            )
-        self._opens[holder] = (tokens - 1, now)
-
-    def _refuse(
-        self,
-        reason: str,
-        why: str,
-        holder: str,
-        retry_after_s: float | None = None,
-        frees: str = "a slot frees when a call ends",
-    ) -> None:
+    def _refuse(self, reason: str, why: str, holder: str) -> None:
         self._on_refused(reason)
-        if retry_after_s is None:
-            retry_after_s = self._limits.budget_retry_after_s
+        retry_after_s = self._limits.budget_retry_after_s
         raise ResourceExhausted(
-            f"{why}; retry in {retry_after_s:.3g} s ({frees})",
+            f"{why}; retry in {retry_after_s:g} s (a slot frees when a call ends)",
             reason=reason,
             retry_after_s=retry_after_s,
             identity=holder,
@@ -175,7 +118,6 @@ __all__ = [
     "REASONS",
     "RPC_BUDGET_EXHAUSTED",
     "STREAM_BUDGET_EXHAUSTED",
-    "STREAM_RATE_EXHAUSTED",
     "USER_SHARE_EXHAUSTED",
     "CallBudgets",
     "Slot",

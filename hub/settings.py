@@ -28,11 +28,6 @@ class ServerLimits:
       - `user_streams_per_identity` (16): streams (WatchTelemetry, WatchCommand, ...) one
         user may hold. Each unfiltered WatchTelemetry stream is sent every batch the
         fleet stores, so this cap also bounds what one user's watching costs the hub;
-      - `node_stream_opens_per_s` (1) with a burst of `node_stream_open_burst` (5): how
-        often a node may open a stream. Each Connect's hello writes the registry
-        durably, so a node that has its session ended on purpose (a bad batch) and
-        reconnects at once would otherwise buy a durable write per attempt; an agent
-        reconnects with backoff, and a burst covers a certificate switch;
       - `unary_per_identity` (32): unary calls one identity may have in flight;
       - `user_calls_total` (1,024): calls of all users together, streams and unary, so that
         what is left of the capacity is the nodes' own.
@@ -51,8 +46,6 @@ class ServerLimits:
     max_connection_age_grace_s: float = 300.0
     max_concurrent_streams: int = 16
     node_streams_per_identity: int = 3
-    node_stream_opens_per_s: float = 1.0
-    node_stream_open_burst: int = 5
     user_streams_per_identity: int = 16
     unary_per_identity: int = 32
     user_calls_total: int = 1024

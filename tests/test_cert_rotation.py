@@ -13,7 +13,7 @@ import signal
 import socket
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -711,22 +711,9 @@ async def test_a_switch_goes_on_after_the_drain_bound_and_loses_nothing(
     assert await stored_seqs(hub, "node-sw") == list(range(1, last + 1))
 
 
-@pytest.fixture
-async def rotating_hub(pki: Pki, tmp_path: Path) -> AsyncIterator[Hub]:
-    """Fifty rotations in seconds, each a new Connect: far above a node's stream-open rate,
-    which real renewals, days apart, never come near."""
-    limits = ServerLimits(node_stream_opens_per_s=1000.0, node_stream_open_burst=1000)
-    started = await Hub.start(replace(hub_settings(pki, tmp_path / "hub"), limits=limits))
-    try:
-        yield started
-    finally:
-        await started.stop()
-
-
 async def test_fifty_rotations_under_live_telemetry_lose_and_duplicate_nothing(
-    rotating_hub: Hub, pki: Pki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    hub: Hub, pki: Pki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    hub = rotating_hub
     node_id = "node-rot"
     settings = rotating_agent_settings(pki, hub, tmp_path, node_id)
     agent_certs = settings.certs_dir

@@ -21,7 +21,6 @@ from hub.app import Hub
 from hub.budgets import (
     RPC_BUDGET_EXHAUSTED,
     STREAM_BUDGET_EXHAUSTED,
-    STREAM_RATE_EXHAUSTED,
     USER_SHARE_EXHAUSTED,
     CallBudgets,
 )
@@ -48,7 +47,6 @@ SMALL = ServerLimits(
 ALICE = Identity("sentinel.local", Kind.USER, "alice", Role.VIEWER)
 BOB = Identity("sentinel.local", Kind.USER, "bob", Role.ADMIN)
 GPU_1 = Identity("sentinel.local", Kind.NODE, "gpu-1", Role.NODE)
-GPU_2 = Identity("sentinel.local", Kind.NODE, "gpu-2", Role.NODE)
 
 
 def test_budgets_cap_each_identity_and_all_users_together() -> None:
@@ -161,30 +159,6 @@ async def refused(
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await within(call.read())
     return caught.value
-
-
-def test_a_node_opens_streams_at_its_rate_after_a_burst() -> None:
-    # A node that has its session ended on purpose and reconnects at once buys one durable
-    # registry write per hello; the bucket bounds how often, a burst covers a switch.
-    now = [100.0]
-    refusals: list[str] = []
-    limits = replace(SMALL, node_stream_opens_per_s=2.0, node_stream_open_burst=3)
-    budgets = CallBudgets(limits, on_refused=refusals.append, clock=lambda: now[0])
-    for _ in range(3):
-        budgets.give_back(budgets.take(GPU_1, stream=True))
-    with pytest.raises(ResourceExhausted) as caught:
-        budgets.take(GPU_1, stream=True)
-    assert caught.value.reason == STREAM_RATE_EXHAUSTED
-    assert caught.value.retry_after_s == pytest.approx(0.5)
-    assert budgets.held_by(GPU_1) == (0, 0)  # nothing was taken for the refused call
-    assert refusals == [STREAM_RATE_EXHAUSTED]
-    budgets.give_back(budgets.take(ALICE, stream=True))  # users and other nodes unaffected
-    budgets.give_back(budgets.take(GPU_2, stream=True))
-    budgets.give_back(budgets.take(GPU_1, stream=False))  # nor its unary calls
-    now[0] += 0.5  # one token back
-    budgets.give_back(budgets.take(GPU_1, stream=True))
-    with pytest.raises(ResourceExhausted):
-        budgets.take(GPU_1, stream=True)
 
 
 async def test_a_viewer_at_its_stream_cap_is_refused_while_agents_and_other_users_connect(
