@@ -5,9 +5,7 @@ a revocation is written while everything else is full."""
 
 from __future__ import annotations
 
-import asyncio
 import functools
-import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta
@@ -23,7 +21,7 @@ from nats.js.errors import APIError, ServiceUnavailableError
 
 from hub.app import Hub
 from hub.audit_agents import agent_audit_stream
-from hub.embedded_nats import find_nats_server
+from hub.embedded_nats import EmbeddedNats
 from hub.revocation import Revocations
 from hub.state import (
     HubState,
@@ -226,35 +224,13 @@ async def capped_nats(tmp_path: Path) -> AsyncIterator[str]:
             )
         ),
     ]
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config = tmp_path / "nats.conf"
-    config.write_text(
-        f'host: "127.0.0.1"\nport: {port}\n'
-        f'jetstream {{ store_dir: "{tmp_path / "js"}", '
-        f"max_file_store: {sum(reserved[name] for name in wanted)} }}\n"
+    server = await EmbeddedNats.start(
+        tmp_path, max_file_store_bytes=sum(reserved[name] for name in wanted)
     )
-    process = await asyncio.create_subprocess_exec(str(find_nats_server()), "-c", str(config))
-    url = f"nats://127.0.0.1:{port}"
     try:
-        async with asyncio.timeout(WAIT_S):
-            while True:  # until it accepts connections
-                try:
-                    probe_nc = await nats.connect(url, allow_reconnect=False, error_cb=_quiet)
-                except (OSError, nats.errors.Error):
-                    await asyncio.sleep(0.02)
-                    continue
-                await probe_nc.close()
-                break
-        yield url
+        yield server.url
     finally:
-        process.terminate()
-        await process.wait()
-
-
-async def _quiet(exc: Exception) -> None:
-    """Connection attempts before the server listens fail: expected, not logged."""
+        await server.stop()
 
 
 async def test_a_revocation_is_written_while_every_other_stream_and_bucket_is_full(
