@@ -102,11 +102,6 @@ class NatsCallout:
         self.metrics = metrics
         self._subscription: Subscription | None = None
 
-    @property
-    def issuer(self) -> str:
-        """The public account nkey nats-server's `auth_callout.issuer` must name."""
-        return self._key.public_nkey
-
     async def start(self) -> None:
         """Answer callouts from now on; returns once the server has the subscription."""
         self._subscription = await self._nc.subscribe(
