@@ -160,13 +160,12 @@ def server_config(trust_domain: str, issuer: str, storage_bytes: int) -> str:
     hub = hub_user(trust_domain)
     accounts = {
         HUB_ACCOUNT: {
-            # Every stream must state its budget, which JetStream reserves: what one
-            # stream (the audit log, the revocations) was promised, no other can take.
-            "jetstream": {
-                "max_file": storage_bytes,
-                "max_mem": -1,
-                "max_bytes_required": True,
-            },
+            # Every stream the hub makes states its budget, which JetStream reserves: what
+            # one stream (the audit log, the revocations) was promised, no other can take.
+            # Not `max_bytes_required`: a server with it refuses to restore a stream stored
+            # without max_bytes (every stream before the budgets), so an upgrade would start
+            # with none of them; the hub gives each its budget when it starts.
+            "jetstream": {"max_file": storage_bytes, "max_mem": -1},
             "users": [{"user": hub}],
             "exports": [_export(subject, many) for subject, many in _NODE_SERVICES.items()],
             "imports": [_import(SYSTEM_ACCOUNT, s) for s in _SYSTEM_SERVICES],

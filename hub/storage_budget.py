@@ -4,8 +4,10 @@ Every stream and bucket has an explicit `max_bytes`, which JetStream reserves ag
 server's and the account's storage limit when it creates or updates the stream; it
 refuses a reservation that does not fit (err 10047), and the hub then does not start
 (ConfigError STORAGE_BUDGET_TOO_LARGE). So the server must allow `total_bytes()`
-(`jetstream { max_file_store }`, and `max_file` on the account that holds the streams,
-with `max_bytes_required: true` so that nothing unbudgeted is created beside them). Since
+(`jetstream { max_file_store }`, and `max_file` on the account that holds the streams).
+Not `max_bytes_required`: it would keep the server from restoring the streams an older
+version stored without a budget; a stream an operator creates beside the hub's must
+state its own `max_bytes`, or it is not reserved and can take the others' room. Since
 every stream stays within its own budget and the budgets add up to the limit, no write is
 ever refused because another stream filled the store: the audit log's, the revocations'
 and the enrollments' shares are theirs alone, however full the rest is.
