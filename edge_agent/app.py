@@ -56,6 +56,7 @@ from sentinel.errors import SentinelError
 from sentinel.identity import Kind, spiffe_id
 from sentinel.metrics_http import MetricsServer, serve_metrics
 from sentinel.tasks import cancel_and_wait, termination_requested
+from sentinel.telemetry import MAX_BACKLOG_BOOTS
 from sentinel.v1 import agent_pb2, telemetry_pb2
 
 log = logging.getLogger(__name__)
@@ -260,7 +261,9 @@ class Agent:
         return agent_pb2.AgentHello(
             node_id=self.node_id,
             boot_id=self.sequence.boot_id,
-            backlog_boot_ids=self.spool.backlog_boot_ids(self.sequence.boot_id, limit=8),
+            backlog_boot_ids=self.spool.backlog_boot_ids(
+                self.sequence.boot_id, limit=MAX_BACKLOG_BOOTS
+            ),
             agent_version=__version__,
             labels=self.labels.current(),
             keyset_version=self.trust.version,

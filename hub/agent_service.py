@@ -36,13 +36,10 @@ from hub.settings import FleetSettings
 from sentinel.durations import to_proto_duration, to_timestamp
 from sentinel.errors import FailedPrecondition, InvalidArgument, PermissionDenied, SentinelError
 from sentinel.selectors import validate_label
+from sentinel.telemetry import MAX_BACKLOG_BOOTS
 from sentinel.v1 import agent_pb2, agent_pb2_grpc, signing_pb2, telemetry_pb2
 
 log = logging.getLogger(__name__)
-
-# How many older boots a hello may list (AgentHello.backlog_boot_ids). An agent with more
-# lists the oldest; the next hello, after those drained, lists the rest.
-MAX_BACKLOG_BOOTS = 8
 
 
 class AgentService(agent_pb2_grpc.AgentServiceServicer):
